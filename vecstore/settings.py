@@ -1,0 +1,87 @@
+"""One typed settings object, read from ``VECSTORE_*`` environment variables.
+
+Every field is documented in ``docs/settings.md``; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+ENV_PREFIX = "VECSTORE_"
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """Server configuration. Field names map to ``VECSTORE_<FIELD_NAME_UPPER>``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    # SQLAlchemy URL of the catalog database; empty means SQLite at <data_dir>/vecstore.db.
+    database_url: str = ""
+    # "FULL" makes an acknowledged write survive power loss; "NORMAL" survives process crashes only.
+    sqlite_synchronous: str = "FULL"
+    admin_key: str | None = None
+    auth_enabled: bool = True
+    metrics_public: bool = False
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    max_dim: int = 4096
+    max_metadata_bytes: int = 65536
+    max_bulk_items: int = 1000
+    max_candidates: int = 10000
+    max_k_offset: int = 10000
+    max_k: int = 1000
+    max_text_chars: int = 100000
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_external_id_bytes: int = 512
+    max_bulk_queries: int = 100
+
+    # Background indexer: how often it looks for fresh vectors, and how many it adds per lock hold.
+    indexer_interval_s: float = 0.2
+    indexer_batch_size: int = 512
+    # Checkpoint an index file after this many applied changes (and on shutdown).
+    checkpoint_every_changes: int = 20000
+    # Rebuild an index in the background when this fraction of its entries are tombstones.
+    compaction_threshold: float = 0.2
+    # Filtered search scans exactly when at most this many records match.
+    exact_filter_max_matches: int = 20000
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'vecstore.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Build settings from ``VECSTORE_*`` variables; keyword overrides win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in msgspec.structs.fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is not None and raw != "":
+                values[field.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            # strict=False converts "8000" -> 8000, "true" -> True, "data" -> Path.
+            return msgspec.convert(values, cls, strict=False, dec_hook=_dec_hook)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"invalid vecstore setting: {exc}") from exc
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Path and isinstance(obj, str):
+        return Path(obj)
+    raise NotImplementedError(type_)
