@@ -63,9 +63,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return self.data_dir / "indexes"
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``VECSTORE_*`` variables; keyword overrides win."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}

@@ -1,0 +1,125 @@
+"""Domain values shared by services and storage. No framework, SQL or faiss imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Metric = Literal["cosine", "ip", "l2"]
+IndexType = Literal["flat", "hnsw", "hnsw_sq8"]
+METRICS: tuple[str, ...] = ("cosine", "ip", "l2")
+INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "hnsw_sq8")
+
+FloatArray = npt.NDArray[np.float32]
+IdArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexParams:
+    type: str = "hnsw"
+    m: int = 32
+    ef_construction: int = 128
+    ef_search: int = 128
+    # hnsw_sq8 fetches this many times k candidates and re-scores them exactly.
+    rescore_factor: int = 4
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.type == "flat":
+            return {"type": "flat"}
+        out: dict[str, Any] = {
+            "type": self.type,
+            "m": self.m,
+            "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search,
+        }
+        if self.type == "hnsw_sq8":
+            out["rescore_factor"] = self.rescore_factor
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    id: int
+    name: str
+    dim: int
+    metric: str
+    description: str | None
+    index: IndexParams
+    embedding_model: str | None
+    vector_count: int
+    created_at: str
+    updated_at: str
+
+
+class Unset:
+    """Marks a field that was absent from the request (as opposed to null)."""
+
+    _instance: Unset | None = None
+
+    def __new__(cls) -> Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
+@dataclass(slots=True)
+class RecordWrite:
+    """One upsert. ``metadata``/``content`` UNSET means "keep what is stored"."""
+
+    external_id: str
+    vector: FloatArray
+    metadata: dict[str, Any] | Unset = UNSET
+    content: str | Unset | None = UNSET
+
+
+@dataclass(slots=True)
+class Record:
+    external_id: str
+    metadata: dict[str, Any]
+    content: str | None = None
+    vector: FloatArray | None = None
+
+
+@dataclass(slots=True)
+class Hit:
+    external_id: str
+    score: float
+    internal_id: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    distance: float | None = None
+    content: str | None = None
+    vector: FloatArray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    k: int = 10
+    offset: int = 0
+    exact: bool = False
+    ef_search: int | None = None
+    score_threshold: float | None = None
+    include_vectors: bool = False
+    include_content: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionStats:
+    name: str
+    dim: int
+    metric: str
+    vector_count: int
+    index_type: str
+    index_vectors: int
+    deleted_fraction: float

@@ -1,0 +1,303 @@
+"""The live state of one collection: its row table, its FAISS index, and how to search both.
+
+Correctness rests on the row table (a mirror of the committed ``records`` rows): every candidate
+the index returns is checked against it, so a deleted or replaced record is never returned even
+before its tombstone reaches the index. Rows newer than the index watermark form the "fresh"
+segment, scanned exactly on every search until the background indexer moves them into FAISS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vecstore.domain import FloatArray, IdArray, IndexParams
+from vecstore.storage.rwlock import RWLock
+from vecstore.storage.vector_index import VectorIndex
+from vecstore.storage.vector_table import VectorTable
+
+MIN_TRAINING_VECTORS = 1024
+MAX_TRAINING_VECTORS = 65536
+
+
+@dataclass(slots=True)
+class ScoredRow:
+    internal_id: int
+    external_id: str
+    score: float
+    metadata_json: bytes
+
+
+@dataclass
+class CollectionRuntime:
+    id: int
+    name: str
+    dim: int
+    metric: str
+    params: IndexParams
+    exact_filter_max_matches: int = 20000
+    table: VectorTable = field(init=False)
+    index: VectorIndex = field(init=False)
+    table_lock: RWLock = field(default_factory=RWLock)
+    index_lock: RWLock = field(default_factory=RWLock)
+    applied_seq: int = 0
+    checkpoint_seq: int = -1
+    changes_since_checkpoint: int = 0
+    last_change_monotonic: float = 0.0
+    pending_kills: deque[IdArray] = field(default_factory=deque)
+    indexer_mutex: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.table = VectorTable(self.dim)
+        self.index = VectorIndex(self.dim, self.metric, self.params)
+
+    # -- vectors ----------------------------------------------------------------------------
+    def to_index_space(self, vectors: FloatArray) -> FloatArray:
+        """Cosine collections index unit vectors; raw vectors stay in the database."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.metric != "cosine":
+            return vectors
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        return (vectors / np.maximum(norms, np.float32(1e-30))).astype(np.float32)
+
+    def scores(self, vectors: FloatArray, query: FloatArray) -> np.ndarray:
+        """Exact "higher is better" scores of index-space vectors against an index-space query."""
+        if self.metric == "l2":
+            diff = vectors - query
+            return -np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        return vectors @ query
+
+    # -- mutations (caller holds the engine's write lock) --------------------------------------
+    def apply_write(
+        self,
+        *,
+        killed_ids: IdArray,
+        new_ids: IdArray,
+        new_vectors: FloatArray,
+        external_ids: list[str],
+        metadata_json: list[bytes],
+        seq: int,
+        now: float,
+    ) -> None:
+        with self.table_lock.write():
+            if len(killed_ids):
+                self.table.kill_rows(self.table.rows_for_ids(killed_ids))
+            self.table.append(
+                new_ids, self.to_index_space(new_vectors), external_ids, metadata_json
+            )
+        if len(killed_ids):
+            self.pending_kills.append(np.asarray(killed_ids, dtype=np.int64))
+        self.applied_seq = max(self.applied_seq, seq)
+        self.changes_since_checkpoint += len(killed_ids) + len(new_ids)
+        self.last_change_monotonic = now
+
+    # -- reads --------------------------------------------------------------------------------
+    @property
+    def vector_count(self) -> int:
+        return self.table.alive_count
+
+    def search(
+        self,
+        query: FloatArray,
+        n: int,
+        *,
+        ef_search: int | None = None,
+        exact: bool = False,
+        allowed_ids: IdArray | None = None,
+    ) -> list[ScoredRow]:
+        """Top ``n`` rows by exact score. ``allowed_ids`` restricts to a filter's matches."""
+        q = self.to_index_space(query.reshape(-1))
+        with self.table_lock.read():
+            table = self.table
+            allowed_rows = None
+            if allowed_ids is not None:
+                allowed_rows = table.rows_for_ids(allowed_ids)
+                allowed_rows = allowed_rows[allowed_rows >= 0]
+                if exact or len(allowed_rows) <= self.exact_filter_max_matches:
+                    return self._top(allowed_rows, q, n)
+            elif exact:
+                return self._top(np.flatnonzero(table.alive), q, n)
+            with self.index_lock.read():
+                return self._index_search(q, n, ef_search, allowed_rows)
+
+    def _index_search(
+        self, q: FloatArray, n: int, ef_search: int | None, allowed_rows: np.ndarray | None
+    ) -> list[ScoredRow]:
+        table, index = self.table, self.index
+        fresh_start = table.first_row_after(index.watermark)
+        alive = table.alive
+        if allowed_rows is None:
+            fresh_rows = fresh_start + np.flatnonzero(alive[fresh_start:])
+            indexed_available = int(np.count_nonzero(alive[:fresh_start]))
+            mask = None
+        else:
+            fresh_rows = allowed_rows[allowed_rows >= fresh_start]
+            indexed_rows = allowed_rows[allowed_rows < fresh_start]
+            indexed_available = len(indexed_rows)
+            mask = np.zeros(index.ntotal, dtype=bool)
+            mask[index.positions_of(table.ids[indexed_rows])] = True
+        candidates = np.zeros(0, dtype=np.int64)
+        if indexed_available:
+            factor = self.params.rescore_factor if self.params.type == "hnsw_sq8" else 1
+            fetch = min(n * factor, indexed_available)
+            needed = min(n, indexed_available)
+            ef = max(ef_search or self.params.ef_search, fetch)
+            while True:
+                ids = index.search(q, fetch, ef_search=ef, allowed=mask)
+                rows = table.rows_for_ids(ids)
+                candidates = rows[rows >= 0]
+                if len(candidates) >= needed:
+                    break
+                if not index.is_hnsw or ef >= index.ntotal:
+                    # Tombstones not yet applied, or a graph that cannot reach enough allowed
+                    # points: fall back to an exact scan of the indexed part, never under-fill.
+                    if allowed_rows is None:
+                        candidates = np.flatnonzero(alive[:fresh_start])
+                    else:
+                        candidates = allowed_rows[allowed_rows < fresh_start]
+                    break
+                ef *= 2
+                fetch = min(max(fetch, n) * 2, indexed_available + index.tombstones)
+        return self._top(np.concatenate([candidates, fresh_rows]), q, n)
+
+    def _top(self, rows: np.ndarray, q: FloatArray, n: int) -> list[ScoredRow]:
+        if len(rows) == 0 or n <= 0:
+            return []
+        table = self.table
+        rows = np.unique(rows)  # sorted by row == by internal id: a stable tie-break
+        scores = self.scores(table.vectors[rows], q)
+        if len(rows) > n:
+            part = np.argpartition(-scores, n - 1)[:n]
+            rows, scores = rows[part], scores[part]
+        order = np.lexsort((rows, -scores))
+        return [
+            ScoredRow(
+                int(table.ids[r]), table.external_ids[r], float(scores[i]), table.metadata_json[r]
+            )
+            for i, r in ((int(i), int(rows[i])) for i in order)
+        ]
+
+    def rerank(
+        self, query: FloatArray, external_ids: list[str]
+    ) -> tuple[list[ScoredRow], list[str]]:
+        """Exact scores of the named records, sorted descending (ties keep input order)."""
+        q = self.to_index_space(query.reshape(-1))
+        with self.table_lock.read():
+            table = self.table
+            found_rows: list[int] = []
+            not_found: list[str] = []
+            for ext in external_ids:
+                row = table.row_by_external.get(ext)
+                if row is None:
+                    not_found.append(ext)
+                else:
+                    found_rows.append(row)
+            if not found_rows:
+                return [], not_found
+            rows = np.asarray(found_rows, dtype=np.int64)
+            scores = self.scores(table.vectors[rows], q)
+            order = np.argsort(-scores, kind="stable")
+            return [
+                ScoredRow(
+                    int(table.ids[rows[i]]),
+                    table.external_ids[rows[i]],
+                    float(scores[i]),
+                    table.metadata_json[rows[i]],
+                )
+                for i in order.tolist()
+            ], not_found
+
+    def index_vector_of(self, external_id: str) -> tuple[int, FloatArray] | None:
+        with self.table_lock.read():
+            row = self.table.row_by_external.get(external_id)
+            if row is None:
+                return None
+            return int(self.table.ids[row]), self.table.vectors[row].copy()
+
+    # -- background work (indexer thread only) ------------------------------------------------
+    def fresh_count(self) -> int:
+        with self.table_lock.read():
+            start = self.table.first_row_after(self.index.watermark)
+            return int(np.count_nonzero(self.table.alive[start:]))
+
+    def index_step(self, batch_size: int) -> bool:
+        """Move up to ``batch_size`` fresh rows into the index; True if it did any work."""
+        did = self._apply_pending_kills()
+        with self.table_lock.read():
+            table = self.table
+            start = table.first_row_after(self.index.watermark)
+            rows = start + np.flatnonzero(table.alive[start:])
+            if self.index.needs_training:
+                # A quantiser trained on a handful of vectors would be useless; until enough
+                # arrive they stay in the (exactly scanned) fresh segment.
+                if len(rows) < MIN_TRAINING_VECTORS:
+                    return did
+                sample = table.vectors[rows[:MAX_TRAINING_VECTORS]].copy()
+                with self.index_lock.write():
+                    self.index.train(sample)
+            rows = rows[:batch_size]
+            if len(rows) == 0:
+                return did
+            ids = table.ids[rows].copy()
+            vectors = table.vectors[rows].copy()
+        with self.index_lock.write():
+            self.index.add(ids, vectors)
+        # A writer may have replaced some of these rows after we copied them.
+        with self.table_lock.read():
+            gone = ids[self.table.rows_for_ids(ids) < 0]
+        if len(gone):
+            with self.index_lock.write():
+                self.index.kill(gone)
+        return True
+
+    def _apply_pending_kills(self) -> bool:
+        batches = []
+        while self.pending_kills:
+            batches.append(self.pending_kills.popleft())
+        if not batches:
+            return False
+        with self.index_lock.write():
+            self.index.kill(np.concatenate(batches))
+        return True
+
+    def sync_index_with_table(self) -> None:
+        """Tombstone every index entry whose row is no longer live (after load or rebuild)."""
+        with self.table_lock.read(), self.index_lock.write():
+            idx = self.index
+            if idx.ntotal:
+                dead = idx.ids[self.table.rows_for_ids(idx.ids) < 0]
+                idx.kill(dead)
+
+    def rebuild_index(self, batch_size: int) -> None:
+        """Build a compacted index from the live indexed rows, then swap it in."""
+        with self.table_lock.read():
+            table = self.table
+            end = table.first_row_after(self.index.watermark)
+            rows = np.flatnonzero(table.alive[:end])
+            ids = table.ids[rows].copy()
+            vectors = table.vectors[rows].copy()
+        fresh = VectorIndex(self.dim, self.metric, self.params)
+        if fresh.needs_training:
+            if len(ids) < MIN_TRAINING_VECTORS:
+                # Too few to train a quantiser: an empty index leaves them all fresh.
+                ids, vectors = ids[:0], vectors[:0]
+            else:
+                fresh.train(vectors[:MAX_TRAINING_VECTORS])
+        for start in range(0, len(ids), max(batch_size, 4096)):
+            stop = start + max(batch_size, 4096)
+            fresh.add(ids[start:stop], vectors[start:stop])
+        self.pending_kills.clear()
+        with self.index_lock.write():
+            self.index = fresh
+        self.sync_index_with_table()
+
+    def maybe_compact_table(self) -> bool:
+        table = self.table
+        if table.dead_count > 1024 and table.dead_count > 0.25 * table.size:
+            with self.table_lock.write():
+                self.table.compact()
+            return True
+        return False

@@ -1,0 +1,717 @@
+"""The storage engine: the catalog database (the truth) plus one live runtime per collection.
+
+Writes go through one writer lock (SQLite has one writer anyway): a transaction writes the rows
+and appends to ``changes``, commits, and only then is the in-memory state updated — so an
+acknowledged write is durable and immediately searchable. A background thread moves fresh
+vectors into FAISS, writes checkpoints and compacts indexes with many tombstones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import sqlalchemy as sa
+
+from vecstore.domain import (
+    UNSET,
+    CollectionInfo,
+    CollectionStats,
+    FloatArray,
+    IndexParams,
+    Record,
+    RecordWrite,
+    Unset,
+)
+from vecstore.errors import CollectionNotFound, Conflict, NotReady
+from vecstore.storage import schema as t
+from vecstore.storage.collection import CollectionRuntime, ScoredRow
+from vecstore.storage.database import create_engine, migrate
+from vecstore.storage.filters import Node, compile_sqlite
+from vecstore.storage.vector_index import CheckpointError, VectorIndex
+
+log = logging.getLogger("vecstore.storage")
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+_IN_CHUNK = 500
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    database_url: str
+    index_dir: Path
+    sqlite_synchronous: str = "FULL"
+    indexer_interval_s: float = 0.2
+    indexer_batch_size: int = 512
+    checkpoint_every_changes: int = 20000
+    checkpoint_idle_s: float = 5.0
+    compaction_threshold: float = 0.2
+    exact_filter_max_matches: int = 20000
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    statuses: list[str]
+    inserted: int
+    updated: int
+
+
+class StorageEngine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.db = create_engine(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
+        self._write_lock = threading.Lock()
+        self._runtimes: dict[str, CollectionRuntime] = {}
+        self._broken: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._indexer: threading.Thread | None = None
+        self.ready = False
+        self.index_rebuilds = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def open(self, *, start_indexer: bool = True) -> None:
+        self.config.index_dir.mkdir(parents=True, exist_ok=True)
+        migrate(self.db)
+        with self.db.connect() as conn:
+            rows = conn.execute(sa.select(t.collections).order_by(t.collections.c.id)).all()
+        for row in rows:
+            try:
+                self._runtimes[row.name] = self._load_runtime(row)
+            except Exception as exc:  # one bad collection never stops the server
+                log.exception("collection %s failed to load", row.name)
+                self._broken[row.name] = f"{type(exc).__name__}: {exc}"
+        self.ready = True
+        if start_indexer:
+            self._indexer = threading.Thread(
+                target=self._indexer_loop, name="vecstore-indexer", daemon=True
+            )
+            self._indexer.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._indexer is not None:
+            self._indexer.join(timeout=60)
+        for runtime in list(self._runtimes.values()):
+            try:
+                self._checkpoint(runtime)
+            except Exception:
+                log.exception("checkpoint of %s failed at shutdown", runtime.name)
+        self.db.dispose()
+
+    def _index_path(self, collection_id: int) -> Path:
+        # Files are named by the never-reused numeric id, never by the user-supplied name.
+        return self.config.index_dir / f"collection-{collection_id}.faiss"
+
+    def _load_runtime(self, row: Any) -> CollectionRuntime:
+        runtime = self._new_runtime(row)
+        table = runtime.table
+        with self.db.connect() as conn:
+            result = conn.execution_options(yield_per=4096).execute(
+                sa.select(
+                    t.records.c.internal_id,
+                    t.records.c.external_id,
+                    t.records.c.vector,
+                    t.records.c.metadata,
+                )
+                .where(t.records.c.collection_id == row.id)
+                .order_by(t.records.c.internal_id)
+            )
+            for part in result.partitions():
+                ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
+                vectors = np.frombuffer(b"".join(r[2] for r in part), dtype="<f4").reshape(
+                    len(part), row.dim
+                )
+                table.append(
+                    ids,
+                    runtime.to_index_space(vectors),
+                    [r[1] for r in part],
+                    [r[3].encode() for r in part],
+                )
+            last_seq = conn.execute(sa.select(sa.func.max(t.changes.c.seq))).scalar() or 0
+            runtime.applied_seq = int(
+                conn.execute(
+                    sa.select(sa.func.max(t.changes.c.seq)).where(
+                        t.changes.c.collection_id == row.id
+                    )
+                ).scalar()
+                or 0
+            )
+            try:
+                index, checkpoint_seq = VectorIndex.load(
+                    self._index_path(row.id),
+                    collection_id=row.id,
+                    dim=row.dim,
+                    metric=row.distance_metric,
+                    params=runtime.params,
+                )
+                self._verify_checkpoint(conn, runtime, index, checkpoint_seq, last_seq, row)
+                runtime.index = index
+                runtime.checkpoint_seq = checkpoint_seq
+                runtime.sync_index_with_table()
+                log.info(
+                    "collection %s: checkpoint loaded (%d indexed, %d fresh to replay)",
+                    row.name,
+                    index.ntotal,
+                    runtime.fresh_count(),
+                )
+            except CheckpointError as exc:
+                # Serve exact search over the fresh segment while the indexer rebuilds.
+                if table.alive_count:
+                    log.warning("collection %s: rebuilding index (%s)", row.name, exc)
+                    self.index_rebuilds += 1
+                runtime.changes_since_checkpoint = table.alive_count
+        return runtime
+
+    def _verify_checkpoint(
+        self,
+        conn: sa.Connection,
+        runtime: CollectionRuntime,
+        index: VectorIndex,
+        checkpoint_seq: int,
+        last_seq: int,
+        row: Any,
+    ) -> None:
+        if checkpoint_seq > last_seq:
+            raise CheckpointError("checkpoint is newer than the database (restored backup?)")
+        if index.ntotal and index.watermark >= row.next_internal_id:
+            raise CheckpointError("checkpoint holds ids the database never allocated")
+        live = runtime.table.ids[runtime.table.alive]
+        old = live[live <= index.watermark]
+        if len(old) and len(index.positions_of(old)) != len(old):
+            raise CheckpointError("live records are missing from the checkpoint")
+        # Replay the log after the checkpoint: every insert must be above its watermark.
+        bad = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(t.changes)
+            .where(
+                t.changes.c.collection_id == row.id,
+                t.changes.c.seq > checkpoint_seq,
+                t.changes.c.op == "upsert",
+                t.changes.c.internal_id <= index.watermark,
+            )
+        ).scalar()
+        if bad:
+            raise CheckpointError("change log after the checkpoint contradicts it")
+
+    def _new_runtime(self, row: Any) -> CollectionRuntime:
+        params = IndexParams(**_json_decode(row.index_params))
+        return CollectionRuntime(
+            id=row.id,
+            name=row.name,
+            dim=row.dim,
+            metric=row.distance_metric,
+            params=params,
+            exact_filter_max_matches=self.config.exact_filter_max_matches,
+        )
+
+    def runtime(self, name: str) -> CollectionRuntime:
+        runtime = self._runtimes.get(name)
+        if runtime is None:
+            if name in self._broken:
+                raise NotReady(f"collection '{name}' failed to load: it is unavailable")
+            raise CollectionNotFound(name)
+        return runtime
+
+    def collection_names(self) -> list[str]:
+        return sorted([*self._runtimes, *self._broken])
+
+    # -- catalog ----------------------------------------------------------------------------------
+    def create_collection(
+        self,
+        *,
+        name: str,
+        dim: int,
+        metric: str,
+        description: str | None,
+        params: IndexParams,
+        embedding_model: str | None,
+    ) -> CollectionInfo:
+        now = utc_now()
+        with self._write_lock:
+            if name in self._runtimes or name in self._broken:
+                raise Conflict(f"collection '{name}' already exists", type_="collection_exists")
+            with self.db.begin() as conn:
+                cid = conn.execute(
+                    t.collections.insert().values(
+                        name=name,
+                        dim=dim,
+                        distance_metric=metric,
+                        description=description,
+                        index_params=_json_encode(
+                            params.as_dict() | {"type": params.type}
+                        ).decode(),
+                        embedding_model=embedding_model,
+                        next_internal_id=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                ).inserted_primary_key[0]
+                row = conn.execute(sa.select(t.collections).where(t.collections.c.id == cid)).one()
+            self._index_path(int(cid)).unlink(missing_ok=True)
+            self._runtimes[name] = self._new_runtime(row)
+        return self._info(row, 0)
+
+    def _info(self, row: Any, count: int) -> CollectionInfo:
+        return CollectionInfo(
+            id=row.id,
+            name=row.name,
+            dim=row.dim,
+            metric=row.distance_metric,
+            description=row.description,
+            index=IndexParams(**_json_decode(row.index_params)),
+            embedding_model=row.embedding_model,
+            vector_count=count,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def _count_of(self, name: str) -> int:
+        runtime = self._runtimes.get(name)
+        return runtime.vector_count if runtime else 0
+
+    def list_collections(self) -> list[CollectionInfo]:
+        with self.db.connect() as conn:
+            rows = conn.execute(sa.select(t.collections).order_by(t.collections.c.name)).all()
+        return [self._info(r, self._count_of(r.name)) for r in rows]
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        with self.db.connect() as conn:
+            row = conn.execute(
+                sa.select(t.collections).where(t.collections.c.name == name)
+            ).one_or_none()
+        if row is None:
+            raise CollectionNotFound(name)
+        return self._info(row, self._count_of(name))
+
+    def update_collection(
+        self, name: str, *, description: str | Unset | None = UNSET, ef_search: int | None = None
+    ) -> CollectionInfo:
+        with self._write_lock:
+            runtime = self.runtime(name)
+            values: dict[str, Any] = {"updated_at": utc_now()}
+            if not isinstance(description, Unset):
+                values["description"] = description
+            params = runtime.params
+            if ef_search is not None and params.type != "flat":
+                params = IndexParams(**(params.as_dict() | {"ef_search": ef_search}))
+                values["index_params"] = _json_encode(params.as_dict()).decode()
+            with self.db.begin() as conn:
+                conn.execute(
+                    t.collections.update().where(t.collections.c.id == runtime.id).values(**values)
+                )
+            runtime.params = params
+            with runtime.index_lock.write():
+                runtime.index.params = params
+                if runtime.index.is_hnsw:
+                    runtime.index.index.hnsw.efSearch = params.ef_search
+        return self.get_collection(name)
+
+    def drop_collection(self, name: str) -> None:
+        with self._write_lock:
+            runtime = self._runtimes.get(name)
+            with self.db.begin() as conn:
+                row = conn.execute(
+                    sa.select(t.collections.c.id).where(t.collections.c.name == name)
+                ).one_or_none()
+                if row is None:
+                    raise CollectionNotFound(name)
+                cid = row.id
+                conn.execute(t.records.delete().where(t.records.c.collection_id == cid))
+                conn.execute(t.changes.delete().where(t.changes.c.collection_id == cid))
+                conn.execute(t.collections.delete().where(t.collections.c.id == cid))
+            self._runtimes.pop(name, None)
+            self._broken.pop(name, None)
+            if runtime is not None:
+                with runtime.indexer_mutex:  # wait for an in-flight indexer step on it
+                    self._index_path(cid).unlink(missing_ok=True)
+            else:
+                self._index_path(cid).unlink(missing_ok=True)
+
+    # -- writes -----------------------------------------------------------------------------------
+    def upsert(self, name: str, writes: Sequence[RecordWrite]) -> WriteResult:
+        with self._write_lock:
+            runtime = self.runtime(name)
+            with self.db.begin() as conn:
+                existing = self._existing(conn, runtime.id, [w.external_id for w in writes])
+                statuses: list[str] = []
+                # Fold the writes in order: a later write of the same id sees the earlier one.
+                final: dict[str, tuple[FloatArray, str, str | None, int]] = {}
+                killed: list[int] = []
+                for w in writes:
+                    prior = final.get(w.external_id)
+                    stored = existing.get(w.external_id)
+                    if prior is not None:
+                        base_meta, base_content, version = prior[1], prior[2], prior[3] + 1
+                    elif stored is not None:
+                        base_meta, base_content, version = stored[1], stored[2], stored[3] + 1
+                    else:
+                        base_meta, base_content, version = "{}", None, 1
+                    statuses.append("inserted" if prior is None and stored is None else "updated")
+                    meta = (
+                        base_meta
+                        if isinstance(w.metadata, Unset)
+                        else _json_encode(w.metadata).decode()
+                    )
+                    content = base_content if isinstance(w.content, Unset) else w.content
+                    final[w.external_id] = (w.vector, meta, content, version)
+                for ext in final:
+                    if ext in existing:
+                        killed.append(existing[ext][0])
+                next_id = conn.execute(
+                    sa.select(t.collections.c.next_internal_id).where(
+                        t.collections.c.id == runtime.id
+                    )
+                ).scalar_one()
+                new_ids = np.arange(next_id, next_id + len(final), dtype=np.int64)
+                exts = list(final)
+                vectors = np.stack([final[e][0] for e in exts]).astype(np.float32, copy=False)
+                for chunk in _chunks(killed):
+                    conn.execute(
+                        t.records.delete().where(
+                            t.records.c.collection_id == runtime.id,
+                            t.records.c.internal_id.in_(chunk),
+                        )
+                    )
+                conn.execute(
+                    t.records.insert(),
+                    [
+                        {
+                            "collection_id": runtime.id,
+                            "internal_id": int(iid),
+                            "external_id": ext,
+                            "vector": vectors[i].astype("<f4").tobytes(),
+                            "metadata": final[ext][1],
+                            "content": final[ext][2],
+                            "version": final[ext][3],
+                        }
+                        for i, (iid, ext) in enumerate(zip(new_ids.tolist(), exts, strict=True))
+                    ],
+                )
+                seq = self._log(conn, runtime.id, killed, new_ids.tolist())
+                conn.execute(
+                    t.collections.update()
+                    .where(t.collections.c.id == runtime.id)
+                    .values(next_internal_id=next_id + len(final), updated_at=utc_now())
+                )
+            runtime.apply_write(
+                killed_ids=np.asarray(killed, dtype=np.int64),
+                new_ids=new_ids,
+                new_vectors=vectors,
+                external_ids=exts,
+                metadata_json=[final[e][1].encode() for e in exts],
+                seq=seq,
+                now=time.monotonic(),
+            )
+        inserted = statuses.count("inserted")
+        return WriteResult(statuses, inserted, len(statuses) - inserted)
+
+    def _existing(
+        self, conn: sa.Connection, cid: int, external_ids: list[str]
+    ) -> dict[str, tuple[int, str, str | None, int]]:
+        out: dict[str, tuple[int, str, str | None, int]] = {}
+        unique = list(dict.fromkeys(external_ids))
+        for chunk in _chunks(unique):
+            for r in conn.execute(
+                sa.select(
+                    t.records.c.external_id,
+                    t.records.c.internal_id,
+                    t.records.c.metadata,
+                    t.records.c.content,
+                    t.records.c.version,
+                ).where(t.records.c.collection_id == cid, t.records.c.external_id.in_(chunk))
+            ):
+                out[r.external_id] = (int(r.internal_id), r.metadata, r.content, int(r.version))
+        return out
+
+    def _log(self, conn: sa.Connection, cid: int, killed: list[int], added: list[int]) -> int:
+        entries = [{"collection_id": cid, "internal_id": i, "op": "delete"} for i in killed]
+        entries += [{"collection_id": cid, "internal_id": i, "op": "upsert"} for i in added]
+        if entries:
+            conn.execute(t.changes.insert(), entries)
+        return int(
+            conn.execute(
+                sa.select(sa.func.max(t.changes.c.seq)).where(t.changes.c.collection_id == cid)
+            ).scalar()
+            or 0
+        )
+
+    def delete(self, name: str, external_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Delete records by external id; returns (deleted, not_found) in input order."""
+        with self._write_lock:
+            runtime = self.runtime(name)
+            with self.db.begin() as conn:
+                existing = self._existing(conn, runtime.id, list(external_ids))
+                killed = [existing[e][0] for e in dict.fromkeys(external_ids) if e in existing]
+                seq = self._delete_rows(conn, runtime, killed) if killed else 0
+            self._apply_deletes(runtime, killed, seq)
+        deleted = [e for e in dict.fromkeys(external_ids) if e in existing]
+        not_found = [e for e in dict.fromkeys(external_ids) if e not in existing]
+        return deleted, not_found
+
+    def delete_by_filter(self, name: str, node: Node) -> int:
+        with self._write_lock:
+            runtime = self.runtime(name)
+            with self.db.begin() as conn:
+                # Resolve the predicate to ids first: the log records ids, never predicates.
+                killed = self._matching_ids(conn, runtime.id, node).tolist()
+                seq = self._delete_rows(conn, runtime, killed) if killed else 0
+            self._apply_deletes(runtime, killed, seq)
+        return len(killed)
+
+    def _delete_rows(
+        self, conn: sa.Connection, runtime: CollectionRuntime, killed: list[int]
+    ) -> int:
+        """Delete rows and log it inside ``conn``'s transaction; returns the new ``seq``."""
+        for chunk in _chunks(killed):
+            conn.execute(
+                t.records.delete().where(
+                    t.records.c.collection_id == runtime.id, t.records.c.internal_id.in_(chunk)
+                )
+            )
+        seq = self._log(conn, runtime.id, killed, [])
+        conn.execute(
+            t.collections.update()
+            .where(t.collections.c.id == runtime.id)
+            .values(updated_at=utc_now())
+        )
+        return seq
+
+    @staticmethod
+    def _apply_deletes(runtime: CollectionRuntime, killed: list[int], seq: int) -> None:
+        if not killed:
+            return
+        runtime.apply_write(
+            killed_ids=np.asarray(killed, dtype=np.int64),
+            new_ids=np.zeros(0, dtype=np.int64),
+            new_vectors=np.zeros((0, runtime.dim), dtype=np.float32),
+            external_ids=[],
+            metadata_json=[],
+            seq=seq,
+            now=time.monotonic(),
+        )
+
+    # -- record reads -----------------------------------------------------------------------------
+    def _matching_ids(self, conn: sa.Connection, cid: int, node: Node) -> np.ndarray:
+        where, params = compile_sqlite(node)
+        rows = conn.execute(
+            sa.text(
+                f"SELECT internal_id FROM records WHERE collection_id = :cid AND ({where})"  # noqa: S608
+            ),
+            {"cid": cid, **params},
+        ).all()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def matching_ids(self, name: str, node: Node) -> np.ndarray:
+        runtime = self.runtime(name)
+        with self.db.connect() as conn:
+            return self._matching_ids(conn, runtime.id, node)
+
+    def count(self, name: str, node: Node | None) -> int:
+        runtime = self.runtime(name)
+        if node is None:
+            return runtime.vector_count
+        return len(self.matching_ids(name, node))
+
+    def _record_columns(self, include_vectors: bool) -> list[Any]:
+        cols = [
+            t.records.c.internal_id,
+            t.records.c.external_id,
+            t.records.c.metadata,
+            t.records.c.content,
+        ]
+        if include_vectors:
+            cols.append(t.records.c.vector)
+        return cols
+
+    @staticmethod
+    def _to_record(r: Any, include_vectors: bool) -> Record:
+        return Record(
+            external_id=r.external_id,
+            metadata=_json_decode(r.metadata),
+            content=r.content,
+            vector=np.frombuffer(r.vector, dtype="<f4") if include_vectors else None,
+        )
+
+    def fetch(
+        self, name: str, external_ids: Sequence[str], include_vectors: bool
+    ) -> dict[str, Record]:
+        runtime = self.runtime(name)
+        out: dict[str, Record] = {}
+        unique = list(dict.fromkeys(external_ids))
+        with self.db.connect() as conn:
+            for chunk in _chunks(unique):
+                for r in conn.execute(
+                    sa.select(*self._record_columns(include_vectors)).where(
+                        t.records.c.collection_id == runtime.id,
+                        t.records.c.external_id.in_(chunk),
+                    )
+                ):
+                    out[r.external_id] = self._to_record(r, include_vectors)
+        return out
+
+    def fetch_by_internal(
+        self, runtime: CollectionRuntime, internal_ids: Sequence[int], include_vectors: bool
+    ) -> dict[int, Record]:
+        out: dict[int, Record] = {}
+        with self.db.connect() as conn:
+            for chunk in _chunks(list(internal_ids)):
+                for r in conn.execute(
+                    sa.select(*self._record_columns(include_vectors)).where(
+                        t.records.c.collection_id == runtime.id,
+                        t.records.c.internal_id.in_(chunk),
+                    )
+                ):
+                    out[int(r.internal_id)] = self._to_record(r, include_vectors)
+        return out
+
+    def scroll(
+        self,
+        name: str,
+        *,
+        after: str | None,
+        limit: int,
+        node: Node | None,
+        include_vectors: bool,
+    ) -> tuple[list[Record], str | None]:
+        """Records by external id, strictly after ``after``; a full page unless at the end."""
+        runtime = self.runtime(name)
+        cols = ", ".join(
+            ["internal_id", "external_id", "metadata", "content"]
+            + (["vector"] if include_vectors else [])
+        )
+        where = "collection_id = :cid"
+        params: dict[str, Any] = {"cid": runtime.id, "limit": limit + 1}
+        if after is not None:
+            where += " AND external_id > :after"
+            params["after"] = after
+        if node is not None:
+            fsql, fparams = compile_sqlite(node)
+            where += f" AND ({fsql})"
+            params.update(fparams)
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT {cols} FROM records WHERE {where} ORDER BY external_id LIMIT :limit"  # noqa: S608
+                ),
+                params,
+            ).all()
+        records = [self._to_record(r, include_vectors) for r in rows[:limit]]
+        next_after = records[-1].external_id if len(rows) > limit else None
+        return records, next_after
+
+    # -- search -----------------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        query: FloatArray,
+        n: int,
+        *,
+        node: Node | None = None,
+        exact: bool = False,
+        ef_search: int | None = None,
+    ) -> list[ScoredRow]:
+        runtime = self.runtime(name)
+        allowed = self.matching_ids(name, node) if node is not None else None
+        return runtime.search(query, n, ef_search=ef_search, exact=exact, allowed_ids=allowed)
+
+    # -- background work --------------------------------------------------------------------------
+    def _indexer_loop(self) -> None:
+        while not self._stop.wait(self.config.indexer_interval_s):
+            for runtime in list(self._runtimes.values()):
+                if self._stop.is_set():
+                    return
+                try:
+                    self.maintain(runtime)
+                except Exception:
+                    log.exception("background maintenance of %s failed", runtime.name)
+
+    def maintain(self, runtime: CollectionRuntime, *, force_checkpoint: bool = False) -> None:
+        """One round of background work on a collection (also called directly by tests)."""
+        with runtime.indexer_mutex:
+            if self._runtimes.get(runtime.name) is not runtime:
+                return  # dropped meanwhile
+            while runtime.index_step(self.config.indexer_batch_size):
+                if self._stop.is_set():
+                    break
+            index = runtime.index
+            if index.tombstones and index.deleted_fraction > self.config.compaction_threshold:
+                log.info(
+                    "collection %s: compacting index (%.0f%% tombstones)",
+                    runtime.name,
+                    100 * index.deleted_fraction,
+                )
+                runtime.rebuild_index(self.config.indexer_batch_size)
+                self.index_rebuilds += 1
+                runtime.changes_since_checkpoint += 1
+                while runtime.index_step(self.config.indexer_batch_size):
+                    pass
+            runtime.maybe_compact_table()
+            idle = time.monotonic() - runtime.last_change_monotonic > self.config.checkpoint_idle_s
+            if runtime.changes_since_checkpoint and (
+                force_checkpoint
+                or idle
+                or runtime.changes_since_checkpoint >= self.config.checkpoint_every_changes
+            ):
+                self._checkpoint(runtime)
+
+    def _checkpoint(self, runtime: CollectionRuntime) -> None:
+        if self._runtimes.get(runtime.name) is not runtime:
+            return
+        with runtime.index_lock.read():
+            seq = runtime.applied_seq
+            runtime.index.save(
+                self._index_path(runtime.id), collection_id=runtime.id, applied_seq=seq
+            )
+        runtime.checkpoint_seq = seq
+        runtime.changes_since_checkpoint = 0
+        with self._write_lock, self.db.begin() as conn:
+            # The log before the checkpoint is no longer needed for replay; keep the newest entry
+            # so the sequence can still be compared against the checkpoint.
+            conn.execute(
+                t.changes.delete().where(
+                    t.changes.c.collection_id == runtime.id, t.changes.c.seq < seq
+                )
+            )
+
+    # -- stats ------------------------------------------------------------------------------------
+    def stats(self, name: str) -> CollectionStats:
+        runtime = self.runtime(name)
+        index = runtime.index
+        return CollectionStats(
+            name=runtime.name,
+            dim=runtime.dim,
+            metric=runtime.metric,
+            vector_count=runtime.vector_count,
+            index_type=runtime.params.type,
+            index_vectors=index.ntotal,
+            deleted_fraction=round(index.deleted_fraction, 6),
+        )
+
+    def iter_records(self, name: str, batch: int = 1000) -> Iterator[list[Record]]:
+        after: str | None = None
+        while True:
+            records, after = self.scroll(
+                name, after=after, limit=batch, node=None, include_vectors=True
+            )
+            if records:
+                yield records
+            if after is None:
+                return

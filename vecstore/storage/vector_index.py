@@ -1,0 +1,255 @@
+"""A FAISS index over one collection, plus its checkpoint file format.
+
+FAISS positions are dense (0..ntotal-1); ``ids`` maps a position to the collection's internal id.
+Ids are added in increasing order, so ``ids`` is sorted and ``watermark`` is its last value: every
+internal id <= watermark that was live when added is in the index. Deleted ids stay as tombstones
+(``alive`` False), excluded from every search through an ``IDSelectorBitmap``.
+
+Checkpoint file: MAGIC, a u32 header length, a JSON header, then the body (ids as int64 followed
+by ``faiss.serialize_index`` bytes). The header holds the body's sha256 and the last change
+``seq`` the checkpoint reflects. No pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from vecstore.domain import FloatArray, IdArray, IndexParams
+
+MAGIC = b"VSTOREIX"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, corrupt or does not belong to this collection state."""
+
+
+def _faiss_metric(metric: str) -> int:
+    return int(faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
+
+
+class VectorIndex:
+    def __init__(self, dim: int, metric: str, params: IndexParams) -> None:
+        self.dim = dim
+        self.metric = metric
+        self.params = params
+        self.index = self._build_empty()
+        self.ids: IdArray = np.zeros(0, dtype=np.int64)
+        self.alive = np.zeros(0, dtype=bool)
+        self.alive_count = 0
+        self._packed: np.ndarray | None = None
+
+    def _build_empty(self) -> Any:
+        metric = _faiss_metric(self.metric)
+        p = self.params
+        if p.type == "flat":
+            return faiss.IndexFlat(self.dim, metric)
+        if p.type == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, p.m, metric)
+        elif p.type == "hnsw_sq8":
+            index = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_8bit, p.m, metric)
+        else:
+            raise ValueError(f"unknown index type {p.type!r}")
+        index.hnsw.efConstruction = p.ef_construction
+        index.hnsw.efSearch = p.ef_search
+        return index
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def watermark(self) -> int:
+        return int(self.ids[-1]) if len(self.ids) else -1
+
+    @property
+    def tombstones(self) -> int:
+        return self.ntotal - self.alive_count
+
+    @property
+    def deleted_fraction(self) -> float:
+        return self.tombstones / self.ntotal if self.ntotal else 0.0
+
+    @property
+    def is_hnsw(self) -> bool:
+        return self.params.type in ("hnsw", "hnsw_sq8")
+
+    @property
+    def needs_training(self) -> bool:
+        return not bool(self.index.is_trained)
+
+    # -- mutations --------------------------------------------------------------------------
+    def train(self, sample: FloatArray) -> None:
+        self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+    def add(self, ids: IdArray, vectors: FloatArray) -> None:
+        if len(ids) == 0:
+            return
+        if int(ids[0]) <= self.watermark:
+            raise ValueError("ids must be added above the watermark, in increasing order")
+        if self.needs_training:
+            self.train(vectors)
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
+        self.alive = np.concatenate([self.alive, np.ones(len(ids), dtype=bool)])
+        self.alive_count += len(ids)
+        self._packed = None
+
+    def kill(self, ids: IdArray) -> None:
+        """Tombstone internal ids that are in the index (others are ignored)."""
+        if len(ids) == 0 or len(self.ids) == 0:
+            return
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self.ids, ids)
+        pos = np.minimum(pos, len(self.ids) - 1)
+        hit = pos[(self.ids[pos] == ids) & self.alive[pos]]
+        if len(hit):
+            self.alive[hit] = False
+            self.alive_count -= len(np.unique(hit))
+            self._packed = None
+
+    def positions_of(self, ids: IdArray) -> np.ndarray:
+        """Positions of the given ids that are in the index and alive."""
+        if len(self.ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self.ids, ids)
+        pos = np.minimum(pos, len(self.ids) - 1)
+        return pos[(self.ids[pos] == ids) & self.alive[pos]]
+
+    # -- search -----------------------------------------------------------------------------
+    def search(
+        self, query: FloatArray, k: int, *, ef_search: int | None = None, allowed: Any = None
+    ) -> IdArray:
+        """Internal ids of up to ``k`` approximate neighbours (FAISS order).
+
+        ``allowed``: an optional bool mask over positions; tombstones are always excluded.
+        """
+        if self.ntotal == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        k = min(k, self.ntotal)
+        mask = None
+        if allowed is not None:
+            mask = allowed & self.alive
+        elif self.tombstones:
+            mask = self.alive
+        bitmap = None
+        selector = None
+        if mask is not None:
+            if mask is self.alive:
+                if self._packed is None:
+                    self._packed = np.packbits(self.alive, bitorder="little")
+                bitmap = self._packed
+            else:
+                bitmap = np.packbits(mask, bitorder="little")
+            selector = faiss.IDSelectorBitmap(bitmap)
+        params: Any
+        if self.is_hnsw:
+            ef = max(ef_search or self.params.ef_search, k)
+            params = faiss.SearchParametersHNSW(efSearch=ef)
+            if selector is not None:
+                params.sel = selector
+        else:
+            params = faiss.SearchParameters()
+            if selector is not None:
+                params.sel = selector
+        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        _, positions = self.index.search(q, k, params=params)
+        del bitmap  # the selector borrowed it; keep it alive until here
+        found = positions[0]
+        found = found[found >= 0]
+        return self.ids[found]
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save(self, path: Path, *, collection_id: int, applied_seq: int) -> None:
+        index_bytes = faiss.serialize_index(self.index).tobytes()
+        body = self.ids.astype("<i8").tobytes() + index_bytes
+        header = json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "collection_id": collection_id,
+                "dim": self.dim,
+                "metric": self.metric,
+                "params": self.params.as_dict(),
+                "applied_seq": applied_seq,
+                "ntotal": self.ntotal,
+                "ids_bytes": len(self.ids) * 8,
+                "sha256": hashlib.sha256(body).hexdigest(),
+            }
+        ).encode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(MAGIC + struct.pack("<I", len(header)) + header + body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    @classmethod
+    def load(
+        cls, path: Path, *, collection_id: int, dim: int, metric: str, params: IndexParams
+    ) -> tuple[VectorIndex, int]:
+        """Load and verify a checkpoint; returns the index and its ``applied_seq``."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise CheckpointError("no checkpoint file") from exc
+        header = _parse_header(data)
+        expected = {"collection_id": collection_id, "dim": dim, "metric": metric}
+        for key, want in expected.items():
+            if header.get(key) != want:
+                raise CheckpointError(f"checkpoint {key} is {header.get(key)!r}, expected {want!r}")
+        if header.get("params", {}).get("type") != params.type:
+            raise CheckpointError("checkpoint index type differs from the collection's")
+        start = 12 + int(header["_header_len"])
+        body = data[start:]
+        if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+            raise CheckpointError("checkpoint checksum mismatch")
+        ids_bytes = int(header["ids_bytes"])
+        ids = np.frombuffer(body[:ids_bytes], dtype="<i8").astype(np.int64)
+        try:
+            index = faiss.deserialize_index(np.frombuffer(body[ids_bytes:], dtype=np.uint8))
+        except RuntimeError as exc:
+            raise CheckpointError(f"faiss could not read the index: {exc}") from exc
+        if index.ntotal != len(ids) or index.d != dim:
+            raise CheckpointError("checkpoint index size does not match its id list")
+        if len(ids) > 1 and not bool(np.all(np.diff(ids) > 0)):
+            raise CheckpointError("checkpoint ids are not strictly increasing")
+        out = cls(dim, metric, params)
+        out.index = index
+        if out.is_hnsw:
+            index.hnsw.efSearch = params.ef_search
+        out.ids = ids
+        out.alive = np.ones(len(ids), dtype=bool)
+        out.alive_count = len(ids)
+        return out, int(header["applied_seq"])
+
+
+def _parse_header(data: bytes) -> dict[str, Any]:
+    if len(data) < 12 or data[:8] != MAGIC:
+        raise CheckpointError("not a vecstore index file (bad magic)")
+    (length,) = struct.unpack("<I", data[8:12])
+    if 12 + length > len(data):
+        raise CheckpointError("truncated checkpoint header")
+    try:
+        header = json.loads(data[12 : 12 + length])
+    except ValueError as exc:
+        raise CheckpointError("unreadable checkpoint header") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+        raise CheckpointError("unsupported checkpoint format")
+    header["_header_len"] = length
+    return header

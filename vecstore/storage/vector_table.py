@@ -1,0 +1,127 @@
+"""The in-memory row table of one collection: index-space vectors, ids and raw metadata.
+
+Rows are appended in internal-id order (ids are allocated monotonically), so the table stays
+sorted by id and "rows newer than the index watermark" is a suffix. Deleted or replaced rows are
+marked dead and squeezed out by ``compact()``. The caller serialises mutations with a lock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vecstore.domain import FloatArray, IdArray
+
+_MIN_CAPACITY = 1024
+
+
+class VectorTable:
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.size = 0  # rows in use, dead ones included
+        self.alive_count = 0
+        self._ids: IdArray = np.zeros(_MIN_CAPACITY, dtype=np.int64)
+        self._vecs: FloatArray = np.zeros((_MIN_CAPACITY, dim), dtype=np.float32)
+        self._alive = np.zeros(_MIN_CAPACITY, dtype=bool)
+        self.external_ids: list[str] = []
+        self.metadata_json: list[bytes] = []
+        self.row_by_external: dict[str, int] = {}
+
+    # -- views (valid until the next mutation) ---------------------------------------------
+    @property
+    def ids(self) -> IdArray:
+        return self._ids[: self.size]
+
+    @property
+    def vectors(self) -> FloatArray:
+        return self._vecs[: self.size]
+
+    @property
+    def alive(self) -> np.ndarray:
+        return self._alive[: self.size]
+
+    @property
+    def dead_count(self) -> int:
+        return self.size - self.alive_count
+
+    # -- lookups --------------------------------------------------------------------------
+    def rows_for_ids(self, ids: IdArray) -> np.ndarray:
+        """Rows of the given internal ids; -1 where an id is absent or dead."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.size == 0 or ids.size == 0:
+            return np.full(ids.shape, -1, dtype=np.int64)
+        rows = np.searchsorted(self.ids, ids)
+        rows = np.minimum(rows, self.size - 1)
+        ok = (self._ids[rows] == ids) & self._alive[rows]
+        return np.where(ok, rows, -1)
+
+    def first_row_after(self, internal_id: int) -> int:
+        """Index of the first row whose id is greater than ``internal_id``."""
+        return int(np.searchsorted(self.ids, internal_id, side="right"))
+
+    # -- mutations ------------------------------------------------------------------------
+    def append(
+        self, ids: IdArray, vectors: FloatArray, external_ids: list[str], metadata: list[bytes]
+    ) -> None:
+        n = len(ids)
+        if n == 0:
+            return
+        if self.size and int(ids[0]) <= int(self._ids[self.size - 1]):
+            raise ValueError("internal ids must be appended in increasing order")
+        self._reserve(self.size + n)
+        end = self.size + n
+        self._ids[self.size : end] = ids
+        self._vecs[self.size : end] = vectors
+        self._alive[self.size : end] = True
+        for offset, ext in enumerate(external_ids):
+            old = self.row_by_external.get(ext)
+            if old is not None and self._alive[old]:
+                raise ValueError(f"external id {ext!r} is already live; kill its row first")
+            self.row_by_external[ext] = self.size + offset
+        self.external_ids.extend(external_ids)
+        self.metadata_json.extend(metadata)
+        self.size = end
+        self.alive_count += n
+
+    def kill_rows(self, rows: np.ndarray) -> None:
+        for row in rows.tolist():
+            if row < 0 or not self._alive[row]:
+                continue
+            self._alive[row] = False
+            self.alive_count -= 1
+            ext = self.external_ids[row]
+            if self.row_by_external.get(ext) == row:
+                del self.row_by_external[ext]
+            self.metadata_json[row] = b""
+
+    def compact(self) -> None:
+        """Drop dead rows. O(rows); called when dead rows pass a fraction of the table."""
+        keep = np.flatnonzero(self.alive)
+        n = len(keep)
+        cap = max(_MIN_CAPACITY, n * 2)
+        ids = np.zeros(cap, dtype=np.int64)
+        vecs = np.zeros((cap, self.dim), dtype=np.float32)
+        alive = np.zeros(cap, dtype=bool)
+        ids[:n] = self._ids[keep]
+        vecs[:n] = self._vecs[keep]
+        alive[:n] = True
+        keep_list = keep.tolist()
+        self.external_ids = [self.external_ids[i] for i in keep_list]
+        self.metadata_json = [self.metadata_json[i] for i in keep_list]
+        self.row_by_external = {ext: row for row, ext in enumerate(self.external_ids)}
+        self._ids, self._vecs, self._alive = ids, vecs, alive
+        self.size = n
+        self.alive_count = n
+
+    def _reserve(self, needed: int) -> None:
+        cap = len(self._ids)
+        if needed <= cap:
+            return
+        new_cap = max(needed, cap * 2)
+        ids = np.zeros(new_cap, dtype=np.int64)
+        vecs = np.zeros((new_cap, self.dim), dtype=np.float32)
+        alive = np.zeros(new_cap, dtype=bool)
+        ids[: self.size] = self._ids[: self.size]
+        vecs[: self.size] = self._vecs[: self.size]
+        alive[: self.size] = self._alive[: self.size]
+        # New arrays, never resized in place: a reader holding an old view keeps valid memory.
+        self._ids, self._vecs, self._alive = ids, vecs, alive
