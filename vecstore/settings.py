@@ -80,6 +80,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
 
 def _dec_hook(type_: type, obj: Any) -> Any:
-    if type_ is Path and isinstance(obj, str):
+    if type_ is Path and isinstance(obj, str | Path):
         return Path(obj)
     raise NotImplementedError(type_)

@@ -61,14 +61,17 @@ class CollectionRuntime:
         if self.metric != "cosine":
             return vectors
         norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-        return (vectors / np.maximum(norms, np.float32(1e-30))).astype(np.float32)
+        out: FloatArray = (vectors / np.maximum(norms, np.float32(1e-30))).astype(np.float32)
+        return out
 
     def scores(self, vectors: FloatArray, query: FloatArray) -> np.ndarray:
         """Exact "higher is better" scores of index-space vectors against an index-space query."""
         if self.metric == "l2":
             diff = vectors - query
-            return -np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        return vectors @ query
+            dist: np.ndarray = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            return -dist
+        dots: np.ndarray = vectors @ query
+        return dots
 
     # -- mutations (caller holds the engine's write lock) --------------------------------------
     def apply_write(

@@ -263,7 +263,9 @@ class StorageEngine:
                         created_at=now,
                         updated_at=now,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert cid is not None
+                cid = cid[0]
                 row = conn.execute(sa.select(t.collections).where(t.collections.c.id == cid)).one()
             self._index_path(int(cid)).unlink(missing_ok=True)
             self._runtimes[name] = self._new_runtime(row)

@@ -183,10 +183,9 @@ class SqliteFilterCompiler:
             return f"{jtype} IS NOT NULL" if value else f"{jtype} IS NULL"
         if op == "$contains":
             elem = self._eq("je.type", "je.value", value)
-            return (
-                f"({jtype} = 'array' AND EXISTS (SELECT 1 FROM json_each({col}, {path}) AS je"
-                f" WHERE {elem}))"  # noqa: S608 - keys and values are bound parameters
-            )
+            # Keys and values are bound parameters; only fixed SQL text is spliced in.
+            sub = f"SELECT 1 FROM json_each({col}, {path}) AS je WHERE {elem}"  # noqa: S608
+            return f"({jtype} = 'array' AND EXISTS ({sub}))"
         sql_op = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
         kind = "('integer', 'real')" if not isinstance(value, str) else "('text')"
         return f"({jtype} IN {kind} AND {jval} {sql_op} {self._bind(value)})"

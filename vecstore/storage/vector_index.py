@@ -13,16 +13,19 @@ by ``faiss.serialize_index`` bytes). The header holds the body's sha256 and the 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import struct
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from vecstore.domain import FloatArray, IdArray, IndexParams
+
+# faiss ships partial type stubs that disagree with its SWIG API; treat the module as untyped.
+faiss: Any = importlib.import_module("faiss")
 
 MAGIC = b"VSTOREIX"
 FORMAT_VERSION = 1
@@ -124,7 +127,8 @@ class VectorIndex:
         ids = np.asarray(ids, dtype=np.int64)
         pos = np.searchsorted(self.ids, ids)
         pos = np.minimum(pos, len(self.ids) - 1)
-        return pos[(self.ids[pos] == ids) & self.alive[pos]]
+        out: np.ndarray = pos[(self.ids[pos] == ids) & self.alive[pos]]
+        return out
 
     # -- search -----------------------------------------------------------------------------
     def search(
@@ -165,7 +169,7 @@ class VectorIndex:
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         _, positions = self.index.search(q, k, params=params)
         del bitmap  # the selector borrowed it; keep it alive until here
-        found = positions[0]
+        found: np.ndarray = positions[0]
         found = found[found >= 0]
         return self.ids[found]
 

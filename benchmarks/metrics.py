@@ -1,0 +1,38 @@
+"""Figures computed from raw measurements: latency percentiles and recall."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+
+def summarize_ms(values_ms: npt.ArrayLike) -> dict[str, float]:
+    """p50 / p99 / mean / max of values already in milliseconds."""
+    arr = np.asarray(values_ms, dtype=np.float64)
+    if arr.size == 0:
+        return {"count": 0, "p50_ms": float("nan"), "p99_ms": float("nan"), "mean_ms": float("nan")}
+    return {
+        "count": int(arr.size),
+        "p50_ms": float(np.percentile(arr, 50)),
+        "p99_ms": float(np.percentile(arr, 99)),
+        "mean_ms": float(arr.mean()),
+        "max_ms": float(arr.max()),
+    }
+
+
+def latency_ms(latencies_s: npt.NDArray[np.float64]) -> dict[str, float]:
+    return summarize_ms(latencies_s * 1000.0)
+
+
+def recall_at_k(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]]) -> float:
+    """Mean over queries of |found ∩ truth| / |truth|; a query with no true match counts as 1."""
+    if len(found) != len(truth):
+        raise ValueError(f"{len(found)} result lists for {len(truth)} queries")
+    if not truth:
+        return float("nan")
+    scores = [
+        len(set(f) & set(t)) / len(t) if len(t) else 1.0 for f, t in zip(found, truth, strict=True)
+    ]
+    return float(np.mean(scores))

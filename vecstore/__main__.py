@@ -1,0 +1,3 @@
+from vecstore.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Authentication guard: the route's required role lives in its ``opt``; no role means public."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from vecstore.api.state import services_of
+from vecstore.errors import CollectionNotFound, Forbidden
+from vecstore.services.keys import ANONYMOUS_ADMIN, Principal
+
+
+def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    key = connection.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    auth = connection.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    services = services_of(connection.app.state)
+    if not services.settings.auth_enabled:
+        return ANONYMOUS_ADMIN
+    # A cache miss reads the database: keep it off the event loop.
+    return await anyio.to_thread.run_sync(services.keys.authenticate, presented_key(connection))
+
+
+async def require_role(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    role = handler.opt.get("role")
+    if role is None:
+        return
+    services = services_of(connection.app.state)
+    principal = await authenticate(connection)
+    services.keys.authorize(principal, role)
+    services.keys.record_use(principal, connection.scope.get("path_template", "") or "")
+    connection.state.principal = principal
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    principal: Principal = connection.state.principal
+    return principal
+
+
+def check_scope(principal: Principal, name: str, *, write: bool) -> None:
+    """Outside a key's scope a collection reads as absent (404) and refuses writes (403)."""
+    if principal.can_see(name):
+        return
+    if write:
+        raise Forbidden(f"this key may not change collection '{name}'")
+    raise CollectionNotFound(name)

@@ -1,0 +1,83 @@
+"""Domain values to wire Structs."""
+
+from __future__ import annotations
+
+from msgspec import UNSET
+
+from vecstore.api import schemas as w
+from vecstore.domain import CollectionInfo, Hit, Record
+from vecstore.services.keys import Principal
+from vecstore.services.search import ReadTiming
+from vecstore.storage.keys import KeyRow
+
+
+def collection_out(info: CollectionInfo) -> w.CollectionOut:
+    return w.CollectionOut(
+        name=info.name,
+        dim=info.dim,
+        distance_metric=info.metric,
+        description=info.description,
+        index=info.index.as_dict(),
+        embedding_model=info.embedding_model,
+        vector_count=info.vector_count,
+        created_at=info.created_at,
+        updated_at=info.updated_at,
+    )
+
+
+def record_out(record: Record) -> w.RecordOut:
+    return w.RecordOut(
+        external_id=record.external_id,
+        metadata=record.metadata,
+        content=record.content,
+        vector=record.vector.tolist() if record.vector is not None else UNSET,
+    )
+
+
+def hit_out(hit: Hit, *, include_content: bool = False) -> w.HitOut:
+    return w.HitOut(
+        external_id=hit.external_id,
+        score=hit.score,
+        metadata=hit.metadata,
+        content=hit.content if include_content else UNSET,
+        vector=hit.vector.tolist() if hit.vector is not None else UNSET,
+        distance=hit.distance if hit.distance is not None else UNSET,
+    )
+
+
+def rerank_hit(hit: Hit) -> w.RerankHit:
+    return w.RerankHit(
+        external_id=hit.external_id,
+        score=hit.score,
+        metadata=hit.metadata,
+        vector=hit.vector.tolist() if hit.vector is not None else UNSET,
+        distance=hit.distance if hit.distance is not None else UNSET,
+    )
+
+
+def read_timing(timing: ReadTiming) -> w.ReadTiming:
+    return w.ReadTiming(
+        embedding_ms=round(timing.embedding_ms, 4),
+        search_ms=round(timing.search_ms, 4),
+        total_ms=round(timing.total_ms, 4),
+    )
+
+
+def key_out(row: KeyRow, secret: str | None = None) -> w.KeyOut:
+    return w.KeyOut(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        collections=row.collections,
+        is_active=row.is_active,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+        prefix=row.prefix,
+        rate_limit_per_minute=row.rate_limit_per_minute,
+        key=secret if secret is not None else UNSET,
+    )
+
+
+def visible(principal: Principal, names: list[str]) -> list[str]:
+    return [n for n in names if principal.can_see(n)]

@@ -1,0 +1,73 @@
+"""Prometheus metrics through prometheus-client, with one registry per app (no global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from vecstore.domain import CollectionStats
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "vecstore_http_requests",
+            "HTTP requests by route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "vecstore_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(
+        self,
+        collections: list[CollectionStats],
+        index_rebuilds: int,
+    ) -> bytes:
+        """Global series plus per-collection series for the collections the caller may see."""
+        scoped = CollectorRegistry(auto_describe=False)
+        scoped.register(_EngineCollector(lambda: collections, index_rebuilds))
+        return generate_latest(self.registry) + generate_latest(scoped)
+
+
+class _EngineCollector(Collector):
+    def __init__(self, stats: Callable[[], list[CollectionStats]], index_rebuilds: int) -> None:
+        self._stats = stats
+        self._rebuilds = index_rebuilds
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        vectors = GaugeMetricFamily(
+            "vecstore_collection_vectors", "Live vectors per collection.", labels=["collection"]
+        )
+        indexed = GaugeMetricFamily(
+            "vecstore_collection_index_vectors",
+            "Entries in the collection's FAISS index (tombstones included).",
+            labels=["collection"],
+        )
+        deleted = GaugeMetricFamily(
+            "vecstore_collection_deleted_fraction",
+            "Fraction of index entries that are tombstones.",
+            labels=["collection"],
+        )
+        for s in self._stats():
+            vectors.add_metric([s.name], s.vector_count)
+            indexed.add_metric([s.name], s.index_vectors)
+            deleted.add_metric([s.name], s.deleted_fraction)
+        rebuilds = CounterMetricFamily(
+            "vecstore_index_rebuilds", "Index rebuilds (compactions and recoveries)."
+        )
+        rebuilds.add_metric([], self._rebuilds)
+        yield from (vectors, indexed, deleted, rebuilds)

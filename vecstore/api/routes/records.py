@@ -1,0 +1,211 @@
+"""/v1/collections/{name}/…: upserts, reads, deletes, scroll, count, export and import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.response import Stream
+from msgspec import UNSET
+
+from vecstore.api import schemas as w
+from vecstore.api.auth import check_scope, principal_of
+from vecstore.api.mappers import record_out
+from vecstore.api.state import services_of
+from vecstore.domain import UNSET as DOMAIN_UNSET
+from vecstore.errors import PayloadTooLarge
+from vecstore.services.records import UpsertItem, WriteTiming
+
+MAX_IMPORT_LINE_BYTES = 16 * 1024 * 1024
+_encoder = msgspec.json.Encoder()
+
+
+def _item(data: w.UpsertIn) -> UpsertItem:
+    return UpsertItem(
+        external_id=data.external_id,
+        vector=data.vector,
+        text=data.text,
+        metadata=DOMAIN_UNSET if data.metadata is UNSET else data.metadata,  # type: ignore[arg-type]
+        content=DOMAIN_UNSET if data.content is UNSET else data.content,  # type: ignore[arg-type]
+    )
+
+
+def _write_timing(timing: WriteTiming) -> w.WriteTiming:
+    return w.WriteTiming(
+        embedding_ms=round(timing.embedding_ms, 4),
+        storage_ms=round(timing.storage_ms, 4),
+        total_ms=round(timing.total_ms, 4),
+    )
+
+
+class RecordController(Controller):
+    path = "/v1/collections/{name:str}"
+    tags = ["records"]
+
+    @post("/upsert", opt={"role": "write"}, sync_to_thread=True, status_code=200)
+    def upsert(
+        self, request: Request[Any, Any, Any], name: str, data: w.UpsertIn
+    ) -> w.Success[w.UpsertOut]:
+        check_scope(principal_of(request), name, write=True)
+        result, timing = services_of(request.app.state).records.upsert(
+            name, [_item(data)], field="item"
+        )
+        return w.Success(
+            data=w.UpsertOut(
+                external_id=data.external_id,
+                status=result.statuses[0],
+                timing_ms=_write_timing(timing) if data.include_timing else UNSET,
+            )
+        )
+
+    @post("/bulk_upsert", opt={"role": "write"}, sync_to_thread=True, status_code=200)
+    def bulk_upsert(
+        self, request: Request[Any, Any, Any], name: str, data: w.BulkUpsertIn
+    ) -> w.Success[w.BulkUpsertOut]:
+        check_scope(principal_of(request), name, write=True)
+        result, timing = services_of(request.app.state).records.upsert(
+            name, [_item(i) for i in data.items]
+        )
+        return w.Success(
+            data=w.BulkUpsertOut(
+                results=[
+                    w.UpsertStatus(i.external_id, s)
+                    for i, s in zip(data.items, result.statuses, strict=True)
+                ],
+                inserted=result.inserted,
+                updated=result.updated,
+                timing_ms=_write_timing(timing) if data.include_timing else UNSET,
+            )
+        )
+
+    @get("/vectors/{external_id:str}", opt={"role": "read"}, sync_to_thread=True)
+    def read(
+        self,
+        request: Request[Any, Any, Any],
+        name: str,
+        external_id: str,
+        include_vector: bool = True,
+    ) -> w.Success[w.RecordOut]:
+        check_scope(principal_of(request), name, write=False)
+        record = services_of(request.app.state).records.get(name, external_id, include_vector)
+        return w.Success(data=record_out(record))
+
+    @post("/vectors/fetch", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    def fetch(
+        self, request: Request[Any, Any, Any], name: str, data: w.FetchIn
+    ) -> w.Success[w.FetchOut]:
+        check_scope(principal_of(request), name, write=False)
+        records, missing = services_of(request.app.state).records.fetch(
+            name, data.ids, data.include_vectors
+        )
+        return w.Success(data=w.FetchOut([record_out(r) for r in records], missing))
+
+    @delete(
+        "/delete/{external_id:str}", opt={"role": "write"}, sync_to_thread=True, status_code=200
+    )
+    def delete_one(
+        self, request: Request[Any, Any, Any], name: str, external_id: str
+    ) -> w.Success[w.RecordDeleted]:
+        check_scope(principal_of(request), name, write=True)
+        services_of(request.app.state).records.delete_one(name, external_id)
+        return w.Success(data=w.RecordDeleted(external_id=external_id))
+
+    @post("/delete_batch", opt={"role": "write"}, sync_to_thread=True, status_code=200)
+    def delete_batch(
+        self, request: Request[Any, Any, Any], name: str, data: w.DeleteBatchIn
+    ) -> w.Success[w.DeleteBatchOut]:
+        check_scope(principal_of(request), name, write=True)
+        deleted, missing = services_of(request.app.state).records.delete_batch(
+            name, data.external_ids
+        )
+        return w.Success(data=w.DeleteBatchOut(deleted, missing, len(deleted)))
+
+    @post("/delete_by_filter", opt={"role": "write"}, sync_to_thread=True, status_code=200)
+    def delete_by_filter(
+        self, request: Request[Any, Any, Any], name: str, data: w.DeleteByFilterIn
+    ) -> w.Success[w.DeletedCount]:
+        check_scope(principal_of(request), name, write=True)
+        count = services_of(request.app.state).records.delete_by_filter(name, data.filters)
+        return w.Success(data=w.DeletedCount(count))
+
+    @post("/scroll", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    def scroll(
+        self, request: Request[Any, Any, Any], name: str, data: w.ScrollIn
+    ) -> w.Success[w.ScrollOut]:
+        check_scope(principal_of(request), name, write=False)
+        records, cursor = services_of(request.app.state).records.scroll(
+            name,
+            cursor=data.cursor,
+            limit=data.limit,
+            filters=data.filters,
+            include_vectors=data.include_vectors,
+        )
+        return w.Success(data=w.ScrollOut([record_out(r) for r in records], cursor))
+
+    @post("/count", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    def count(
+        self, request: Request[Any, Any, Any], name: str, data: w.CountIn | None = None
+    ) -> w.Success[w.CountOut]:
+        check_scope(principal_of(request), name, write=False)
+        filters = data.filters if data is not None else None
+        return w.Success(
+            data=w.CountOut(services_of(request.app.state).records.count(name, filters))
+        )
+
+    @get("/export", opt={"role": "read"}, sync_to_thread=True)
+    def export(self, request: Request[Any, Any, Any], name: str) -> Stream:
+        check_scope(principal_of(request), name, write=False)
+        batches = services_of(request.app.state).records.export(name)
+
+        def lines() -> Iterator[bytes]:
+            for batch in batches:
+                buf = bytearray()
+                for record in batch:
+                    buf += _encoder.encode(record_out(record))
+                    buf += b"\n"
+                yield bytes(buf)
+
+        return Stream(lines(), media_type="application/x-ndjson")
+
+    @post(
+        "/import",
+        opt={"role": "write"},
+        status_code=200,
+        request_max_body_size=None,  # streamed in bounded batches: no whole-body limit
+    )
+    async def import_records(
+        self, request: Request[Any, Any, Any], name: str
+    ) -> w.Success[w.ImportOut]:
+        check_scope(principal_of(request), name, write=True)
+        records = services_of(request.app.state).records
+        batch_size = records.limits.max_bulk_items
+        inserted = updated = 0
+        batch: list[bytes] = []
+        async for line in _lines(request.stream()):
+            batch.append(line)
+            if len(batch) >= batch_size:
+                ins, upd = await anyio.to_thread.run_sync(records.import_lines, name, batch)
+                inserted, updated, batch = inserted + ins, updated + upd, []
+        if batch or (inserted == 0 and updated == 0):
+            ins, upd = await anyio.to_thread.run_sync(records.import_lines, name, batch)
+            inserted, updated = inserted + ins, updated + upd
+        return w.Success(data=w.ImportOut(inserted, updated))
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        if len(pending) > MAX_IMPORT_LINE_BYTES:
+            raise PayloadTooLarge(
+                f"an import line is longer than {MAX_IMPORT_LINE_BYTES} bytes; split the record"
+            )
+        for line in complete:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending

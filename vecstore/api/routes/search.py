@@ -1,0 +1,130 @@
+"""/v1/collections/{name}/…: search, bulk_search, recommend, similarity, rerank."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, post
+from msgspec import UNSET
+
+from vecstore.api import schemas as w
+from vecstore.api.auth import check_scope, principal_of
+from vecstore.api.mappers import hit_out, read_timing, rerank_hit
+from vecstore.api.state import services_of
+from vecstore.errors import BadRequest
+from vecstore.services.search import Query
+
+
+class SearchController(Controller):
+    path = "/v1/collections/{name:str}"
+    tags = ["search"]
+
+    @post("/search", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    def search(
+        self, request: Request[Any, Any, Any], name: str, data: w.SearchIn
+    ) -> w.Success[w.SearchOut]:
+        check_scope(principal_of(request), name, write=False)
+        if data.nprobe is not None:
+            raise BadRequest("'nprobe' applies to IVF indexes; use 'ef_search' for HNSW")
+        result = services_of(request.app.state).search.search(
+            name,
+            Query(data.vector, data.text),
+            k=data.k,
+            offset=data.offset,
+            filters=data.filters,
+            score_threshold=data.score_threshold,
+            exact=data.exact,
+            ef_search=data.ef_search,
+            include_vectors=data.include_vectors,
+            include_content=data.include_content,
+            include_count=data.include_count,
+        )
+        return w.Success(
+            data=w.SearchOut(
+                results=[hit_out(h, include_content=data.include_content) for h in result.hits],
+                k=data.k,
+                offset=data.offset,
+                total_count=result.total_count if result.total_count is not None else UNSET,
+                timing_ms=read_timing(result.timing) if data.include_timing else UNSET,
+            )
+        )
+
+    @post("/bulk_search", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    def bulk_search(
+        self, request: Request[Any, Any, Any], name: str, data: w.BulkSearchIn
+    ) -> w.Success[w.BulkSearchOut]:
+        check_scope(principal_of(request), name, write=False)
+        results, timing = services_of(request.app.state).search.bulk_search(
+            name, [(Query(q.vector, q.text), q.k, q.filters) for q in data.queries]
+        )
+        return w.Success(
+            data=w.BulkSearchOut(
+                results=[[hit_out(h) for h in hits] for hits in results],
+                timing_ms=read_timing(timing) if data.include_timing else UNSET,
+            )
+        )
+
+    @post(
+        "/recommend/{external_id:str}", opt={"role": "read"}, sync_to_thread=True, status_code=200
+    )
+    def recommend(
+        self,
+        request: Request[Any, Any, Any],
+        name: str,
+        external_id: str,
+        data: w.RecommendIn | None = None,
+        k: int | None = None,
+    ) -> w.Success[w.ResultsOut]:
+        check_scope(principal_of(request), name, write=False)
+        body = data or w.RecommendIn()
+        result = services_of(request.app.state).search.recommend(
+            name,
+            external_id,
+            k=body.k if body.k is not None else (k if k is not None else 10),
+            filters=body.filters,
+            exclude_self=body.exclude_self,
+        )
+        return w.Success(
+            data=w.ResultsOut(
+                [hit_out(h) for h in result.hits],
+                read_timing(result.timing) if body.include_timing else UNSET,
+            )
+        )
+
+    @post("/similarity", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    def similarity(
+        self,
+        request: Request[Any, Any, Any],
+        name: str,
+        data: w.SimilarityIn | None = None,
+        id1: str | None = None,
+        id2: str | None = None,
+    ) -> w.Success[w.SimilarityOut]:
+        check_scope(principal_of(request), name, write=False)
+        first = (data.id1 if data else None) or id1
+        second = (data.id2 if data else None) or id2
+        if not first or not second:
+            raise BadRequest("send 'id1' and 'id2' (in the body or the query string)")
+        score = services_of(request.app.state).search.similarity(name, first, second)
+        return w.Success(data=w.SimilarityOut(score, first, second))
+
+    @post("/rerank", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    def rerank(
+        self, request: Request[Any, Any, Any], name: str, data: w.RerankIn
+    ) -> w.Success[w.RerankOut]:
+        check_scope(principal_of(request), name, write=False)
+        result = services_of(request.app.state).search.rerank(
+            name,
+            Query(data.vector, data.text),
+            data.candidates,
+            top_k=data.top_k,
+            score_threshold=data.score_threshold,
+            include_vectors=data.include_vectors,
+        )
+        return w.Success(
+            data=w.RerankOut(
+                results=[rerank_hit(h) for h in result.hits],
+                not_found=result.not_found,
+                timing_ms=read_timing(result.timing) if data.include_timing else UNSET,
+            )
+        )

@@ -1,0 +1,32 @@
+"""The services one app instance runs with, kept on ``app.state.services``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vecstore.api.metrics import Metrics
+from vecstore.services.collections import CollectionService
+from vecstore.services.keys import KeyService
+from vecstore.services.records import RecordService
+from vecstore.services.search import SearchService
+from vecstore.settings import Settings
+from vecstore.storage.engine import StorageEngine
+
+
+@dataclass
+class AppServices:
+    settings: Settings
+    engine: StorageEngine
+    collections: CollectionService
+    records: RecordService
+    search: SearchService
+    keys: KeyService
+    metrics: Metrics
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+
+def services_of(app_state: Any) -> AppServices:
+    services: AppServices = app_state.services
+    return services

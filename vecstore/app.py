@@ -1,0 +1,136 @@
+"""The composition root: ``create_app(settings)`` builds every service and the Litestar app."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+
+from vecstore import __version__
+from vecstore.api.auth import require_role
+from vecstore.api.context import RequestContextMiddleware
+from vecstore.api.errors import handle_exception
+from vecstore.api.metrics import Metrics
+from vecstore.api.routes.collections import CollectionController
+from vecstore.api.routes.keys import KeyController
+from vecstore.api.routes.ops import docs, health, metrics, ready, v1_health
+from vecstore.api.routes.records import RecordController
+from vecstore.api.routes.search import SearchController
+from vecstore.api.state import AppServices
+from vecstore.services.collections import CollectionService
+from vecstore.services.embedder import Embedder, NoEmbedder
+from vecstore.services.keys import KeyService
+from vecstore.services.limits import Limits
+from vecstore.services.records import RecordService
+from vecstore.services.search import SearchService
+from vecstore.services.vectors import QueryResolver
+from vecstore.settings import Settings
+from vecstore.storage.engine import EngineConfig, StorageEngine
+from vecstore.storage.keys import KeyStore
+
+log = logging.getLogger("vecstore")
+
+
+def build_services(settings: Settings, embedder: Embedder | None = None) -> AppServices:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = StorageEngine(
+        EngineConfig(
+            database_url=settings.resolved_database_url,
+            index_dir=settings.index_dir,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            indexer_interval_s=settings.indexer_interval_s,
+            indexer_batch_size=settings.indexer_batch_size,
+            checkpoint_every_changes=settings.checkpoint_every_changes,
+            compaction_threshold=settings.compaction_threshold,
+            exact_filter_max_matches=settings.exact_filter_max_matches,
+        )
+    )
+    limits = Limits(
+        max_dim=settings.max_dim,
+        max_metadata_bytes=settings.max_metadata_bytes,
+        max_bulk_items=settings.max_bulk_items,
+        max_candidates=settings.max_candidates,
+        max_k=settings.max_k,
+        max_k_offset=settings.max_k_offset,
+        max_text_chars=settings.max_text_chars,
+        max_external_id_bytes=settings.max_external_id_bytes,
+        max_bulk_queries=settings.max_bulk_queries,
+    )
+    embedder = embedder or NoEmbedder()
+    collections = CollectionService(engine, embedder, limits)
+    return AppServices(
+        settings=settings,
+        engine=engine,
+        collections=collections,
+        records=RecordService(engine, collections, embedder, limits),
+        search=SearchService(
+            engine, collections, QueryResolver(embedder, settings.max_text_chars), limits
+        ),
+        keys=KeyService(KeyStore(engine.db), admin_key=settings.admin_key),
+        metrics=Metrics(),
+    )
+
+
+def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Litestar:
+    services = build_services(settings, embedder)
+    opening: list[threading.Thread] = []
+
+    def open_engine() -> None:
+        try:
+            services.engine.open()
+        except Exception:
+            log.exception("the storage engine failed to open; the server stays not-ready")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Open in the background so /health and /ready answer while indexes load.
+        thread = threading.Thread(target=open_engine, name="vecstore-open", daemon=True)
+        thread.start()
+        opening.append(thread)
+        services.keys.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(_shutdown, services, thread)
+
+    app = Litestar(
+        route_handlers=[
+            CollectionController,
+            RecordController,
+            SearchController,
+            KeyController,
+            health,
+            ready,
+            v1_health,
+            metrics,
+            docs,
+        ],
+        guards=[require_role],
+        lifespan=[lifespan],
+        exception_handlers={Exception: handle_exception},
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="vecstore",
+            version=__version__,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
+        ),
+        debug=False,
+    )
+    app.state.services = services
+    # Wrap Litestar's own ASGI handler (not a Litestar middleware, which runs after routing) so
+    # that every response, 404s included, gets a request id, a log line and metrics.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler, services.metrics)
+    return app
+
+
+def _shutdown(services: AppServices, opener: threading.Thread) -> None:
+    opener.join(timeout=600)
+    services.keys.stop()
+    services.engine.close()

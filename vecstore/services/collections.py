@@ -1,0 +1,126 @@
+"""Collection use cases: validate names and index parameters, then call the engine."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from vecstore.domain import INDEX_TYPES, METRICS, CollectionInfo, IndexParams, Unset
+from vecstore.errors import BadRequest, CollectionNotFound
+from vecstore.services.embedder import Embedder
+from vecstore.services.limits import Limits
+from vecstore.storage.engine import StorageEngine
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_RANGES = {
+    "m": (4, 128),
+    "ef_construction": (8, 4096),
+    "ef_search": (1, 10000),
+    "rescore_factor": (1, 64),
+}
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name):
+        raise BadRequest(
+            "'name' must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ (letters, digits, '_', '.', '-';"
+            " at most 64 characters, starting with a letter or digit)",
+            type_="invalid_name",
+        )
+    return name
+
+
+def index_params(raw: dict[str, Any] | None) -> IndexParams:
+    raw = {k: v for k, v in (raw or {}).items() if v is not None}
+    kind = raw.pop("type", "hnsw")
+    if kind in ("ivf_flat", "ivf_pq"):
+        raise BadRequest(
+            f"index type '{kind}' is not available in this version; use 'flat', 'hnsw' or"
+            " 'hnsw_sq8'",
+            type_="unsupported_index",
+        )
+    if kind not in INDEX_TYPES:
+        raise BadRequest(f"'index.type' must be one of {', '.join(INDEX_TYPES)}, got '{kind}'")
+    for key in ("nlist", "nprobe", "pq_m"):
+        if key in raw:
+            raise BadRequest(f"'index.{key}' applies to IVF indexes only, not '{kind}'")
+    if kind != "hnsw_sq8" and "rescore_factor" in raw:
+        raise BadRequest("'index.rescore_factor' applies to 'hnsw_sq8' only")
+    if kind == "flat" and raw:
+        raise BadRequest(f"a flat index takes no parameters, got {', '.join(sorted(raw))}")
+    for key, value in raw.items():
+        low, high = _RANGES[key]
+        if not isinstance(value, int) or not low <= value <= high:
+            raise BadRequest(f"'index.{key}' must be an integer between {low} and {high}")
+    return IndexParams(type=kind, **raw)
+
+
+class CollectionService:
+    def __init__(self, engine: StorageEngine, embedder: Embedder, limits: Limits) -> None:
+        self.engine = engine
+        self.embedder = embedder
+        self.limits = limits
+
+    def create(
+        self,
+        *,
+        name: str,
+        dim: int,
+        metric: str,
+        description: str | None,
+        index: dict[str, Any] | None,
+        embedding_model: str | None,
+    ) -> CollectionInfo:
+        validate_name(name)
+        if not 1 <= dim <= self.limits.max_dim:
+            raise BadRequest(f"'dim' must be between 1 and {self.limits.max_dim}, got {dim}")
+        if metric not in METRICS:
+            raise BadRequest(
+                f"'distance_metric' must be one of {', '.join(METRICS)}, got '{metric}'"
+            )
+        params = index_params(index)
+        if embedding_model is not None:
+            model_dim = self.embedder.dimension_of(embedding_model)
+            if model_dim is None:
+                raise BadRequest(
+                    f"'embedding_model' '{embedding_model}' is not a known model;"
+                    " see GET /v1/models"
+                )
+            if model_dim != dim:
+                raise BadRequest(
+                    f"'embedding_model' '{embedding_model}' produces {model_dim} dimensions but"
+                    f" 'dim' is {dim}"
+                )
+        return self.engine.create_collection(
+            name=name,
+            dim=dim,
+            metric=metric,
+            description=description,
+            params=params,
+            embedding_model=embedding_model,
+        )
+
+    def get(self, name: str) -> CollectionInfo:
+        if not NAME_RE.fullmatch(name):
+            raise CollectionNotFound(name)
+        return self.engine.get_collection(name)
+
+    def list(self) -> list[CollectionInfo]:
+        return self.engine.list_collections()
+
+    def update(
+        self, name: str, *, description: str | Unset | None, ef_search: int | None
+    ) -> CollectionInfo:
+        info = self.get(name)
+        if ef_search is not None:
+            if info.index.type == "flat":
+                raise BadRequest("'index.ef_search' does not apply to a flat index")
+            low, high = _RANGES["ef_search"]
+            if not low <= ef_search <= high:
+                raise BadRequest(f"'index.ef_search' must be between {low} and {high}")
+        return self.engine.update_collection(name, description=description, ef_search=ef_search)
+
+    def delete(self, name: str) -> None:
+        if not NAME_RE.fullmatch(name):
+            raise CollectionNotFound(name)
+        self.engine.drop_collection(name)

@@ -1,0 +1,231 @@
+"""Record use cases: upserts (with text embedded in one batch), reads, deletes, scroll, import."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from vecstore.domain import UNSET, Record, RecordWrite, Unset
+from vecstore.errors import BadRequest, DimensionMismatch, LimitExceeded, RecordNotFound
+from vecstore.services.collections import CollectionService
+from vecstore.services.embedder import Embedder
+from vecstore.services.limits import Limits
+from vecstore.services.vectors import as_matrix
+from vecstore.storage.engine import StorageEngine, WriteResult
+from vecstore.storage.filters import Node, parse_filter
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class UpsertItem:
+    external_id: str
+    vector: Sequence[float] | None = None
+    text: str | None = None
+    metadata: dict[str, Any] | Unset | None = UNSET
+    content: str | Unset | None = UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class WriteTiming:
+    embedding_ms: float
+    storage_ms: float
+    total_ms: float
+
+
+class RecordService:
+    def __init__(
+        self,
+        engine: StorageEngine,
+        collections: CollectionService,
+        embedder: Embedder,
+        limits: Limits,
+    ) -> None:
+        self.engine = engine
+        self.collections = collections
+        self.embedder = embedder
+        self.limits = limits
+
+    def check_external_id(self, external_id: str, field: str = "external_id") -> None:
+        size = len(external_id.encode("utf-8", "surrogatepass"))
+        if not 1 <= size <= self.limits.max_external_id_bytes:
+            raise BadRequest(
+                f"'{field}' must be 1 to {self.limits.max_external_id_bytes} bytes of UTF-8,"
+                f" got {size}",
+                type_="invalid_external_id",
+            )
+
+    def upsert(
+        self, name: str, items: Sequence[UpsertItem], *, field: str = "items"
+    ) -> tuple[WriteResult, WriteTiming]:
+        started = time.perf_counter()
+        info = self.collections.get(name)
+        if not items:
+            raise BadRequest(f"'{field}' must hold at least one item")
+        self.limits.check_count(field, len(items), self.limits.max_bulk_items)
+        writes: list[RecordWrite] = []
+        texts: list[tuple[int, str]] = []
+        for i, item in enumerate(items):
+            self.check_external_id(item.external_id, f"{field}[{i}].external_id")
+            if item.vector is None:
+                if item.text is None:
+                    raise BadRequest(f"{field}[{i}] needs 'vector' or 'text'")
+                if len(item.text) > self.limits.max_text_chars:
+                    raise LimitExceeded(
+                        f"{field}[{i}].text has {len(item.text)} characters; the limit is"
+                        f" {self.limits.max_text_chars}"
+                    )
+                texts.append((i, item.text))
+            metadata = item.metadata
+            if metadata is None:
+                metadata = {}
+            if not isinstance(metadata, Unset):
+                size = len(_encode(metadata))
+                if size > self.limits.max_metadata_bytes:
+                    raise LimitExceeded(
+                        f"{field}[{i}].metadata is {size} bytes of JSON; the limit is"
+                        f" {self.limits.max_metadata_bytes}"
+                    )
+            content = item.content
+            if isinstance(content, Unset) and item.text is not None:
+                content = item.text  # content defaults to the embedded text
+            writes.append(RecordWrite(item.external_id, np.zeros(0, np.float32), metadata, content))
+        given = [(i, it.vector) for i, it in enumerate(items) if it.vector is not None]
+        if given:
+            matrix = as_matrix([v for _, v in given], info.dim, field=field, metric=info.metric)
+            for row, (i, _) in enumerate(given):
+                writes[i].vector = matrix[row]
+        embedding_ms = 0.0
+        if texts:
+            t0 = time.perf_counter()
+            embedded = self.embedder.embed([t for _, t in texts], info.embedding_model)
+            embedding_ms = (time.perf_counter() - t0) * 1000
+            if embedded.shape[1] != info.dim:
+                raise DimensionMismatch(
+                    f"the embedding model produces {embedded.shape[1]} dimensions; this"
+                    f" collection expects {info.dim}"
+                )
+            for row, (i, _) in enumerate(texts):
+                writes[i].vector = embedded[row]
+        t1 = time.perf_counter()
+        result = self.engine.upsert(name, writes)
+        storage_ms = (time.perf_counter() - t1) * 1000
+        total_ms = (time.perf_counter() - started) * 1000
+        return result, WriteTiming(embedding_ms, storage_ms, total_ms)
+
+    def get(self, name: str, external_id: str, include_vector: bool) -> Record:
+        self.collections.get(name)
+        found = self.engine.fetch(name, [external_id], include_vector)
+        if external_id not in found:
+            raise RecordNotFound(f"no record '{external_id}' in collection '{name}'")
+        return found[external_id]
+
+    def fetch(
+        self, name: str, ids: Sequence[str], include_vectors: bool
+    ) -> tuple[list[Record], list[str]]:
+        self.collections.get(name)
+        self.limits.check_count("ids", len(ids), self.limits.max_bulk_items)
+        found = self.engine.fetch(name, ids, include_vectors)
+        records = [found[i] for i in dict.fromkeys(ids) if i in found]
+        missing = [i for i in dict.fromkeys(ids) if i not in found]
+        return records, missing
+
+    def delete_one(self, name: str, external_id: str) -> None:
+        self.collections.get(name)
+        deleted, _ = self.engine.delete(name, [external_id])
+        if not deleted:
+            raise RecordNotFound(f"no record '{external_id}' in collection '{name}'")
+
+    def delete_batch(self, name: str, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        self.collections.get(name)
+        self.limits.check_count("external_ids", len(ids), self.limits.max_bulk_items)
+        return self.engine.delete(name, ids)
+
+    def delete_by_filter(self, name: str, filters: dict[str, Any]) -> int:
+        self.collections.get(name)
+        node = parse_filter(filters)
+        if node is None:
+            raise BadRequest(
+                "'filters' must be a non-empty filter object; to drop every record,"
+                " delete the collection"
+            )
+        return self.engine.delete_by_filter(name, node)
+
+    def count(self, name: str, filters: dict[str, Any] | None) -> int:
+        self.collections.get(name)
+        return self.engine.count(name, parse_filter(filters))
+
+    def scroll(
+        self,
+        name: str,
+        *,
+        cursor: str | None,
+        limit: int,
+        filters: dict[str, Any] | None,
+        include_vectors: bool,
+    ) -> tuple[list[Record], str | None]:
+        self.collections.get(name)
+        self.limits.check_range("limit", limit, 1, self.limits.max_page)
+        node: Node | None = parse_filter(filters)
+        after = decode_cursor(cursor) if cursor else None
+        records, last = self.engine.scroll(
+            name, after=after, limit=limit, node=node, include_vectors=include_vectors
+        )
+        return records, encode_cursor(last) if last is not None else None
+
+    def export(self, name: str) -> Iterator[list[Record]]:
+        self.collections.get(name)
+        return self.engine.iter_records(name)
+
+    def import_lines(self, name: str, lines: Iterable[bytes]) -> tuple[int, int]:
+        """Import NDJSON records in batches; each batch is one transaction."""
+        info = self.collections.get(name)
+        inserted = updated = 0
+        batch: list[UpsertItem] = []
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = msgspec.json.decode(line)
+            except msgspec.DecodeError as exc:
+                raise BadRequest(f"import line {lineno} is not valid JSON: {exc}") from exc
+            if not isinstance(raw, dict) or not isinstance(raw.get("external_id"), str):
+                raise BadRequest(f"import line {lineno} needs an object with 'external_id'")
+            vector = raw.get("vector")
+            if not isinstance(vector, list):
+                raise BadRequest(f"import line {lineno} needs 'vector' ({info.dim} floats)")
+            metadata = raw.get("metadata", {})
+            if not isinstance(metadata, dict):
+                raise BadRequest(f"import line {lineno}: 'metadata' must be an object")
+            content = raw.get("content")
+            if content is not None and not isinstance(content, str):
+                raise BadRequest(f"import line {lineno}: 'content' must be a string or null")
+            batch.append(UpsertItem(raw["external_id"], vector, None, metadata, content))
+            if len(batch) >= self.limits.max_bulk_items:
+                result, _ = self.upsert(name, batch, field=f"lines ending {lineno}")
+                inserted, updated = inserted + result.inserted, updated + result.updated
+                batch = []
+        if batch:
+            result, _ = self.upsert(name, batch, field="lines")
+            inserted, updated = inserted + result.inserted, updated + result.updated
+        return inserted, updated
+
+
+def encode_cursor(external_id: str) -> str:
+    return base64.urlsafe_b64encode(external_id.encode("utf-8", "surrogatepass")).decode()
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8", "surrogatepass")
+    except (binascii.Error, UnicodeError, ValueError) as exc:
+        raise BadRequest(
+            "'cursor' is not a cursor this server returned", type_="invalid_cursor"
+        ) from exc

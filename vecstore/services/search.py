@@ -1,0 +1,248 @@
+"""Search, bulk search, recommend, similarity and per-collection rerank."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from vecstore.domain import CollectionInfo, Hit
+from vecstore.errors import BadRequest, RecordNotFound
+from vecstore.services.collections import CollectionService
+from vecstore.services.limits import Limits
+from vecstore.services.vectors import QueryResolver, finite_or_none
+from vecstore.storage.collection import ScoredRow
+from vecstore.storage.engine import StorageEngine
+from vecstore.storage.filters import parse_filter
+
+_decode = msgspec.json.Decoder().decode
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTiming:
+    embedding_ms: float
+    search_ms: float
+    total_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    vector: Sequence[float] | None = None
+    text: str | None = None
+
+
+@dataclass(slots=True)
+class SearchResult:
+    hits: list[Hit]
+    timing: ReadTiming
+    total_count: int | None = None
+
+
+@dataclass(slots=True)
+class RerankResult:
+    hits: list[Hit]
+    not_found: list[str]
+    timing: ReadTiming
+
+
+class SearchService:
+    def __init__(
+        self,
+        engine: StorageEngine,
+        collections: CollectionService,
+        resolver: QueryResolver,
+        limits: Limits,
+    ) -> None:
+        self.engine = engine
+        self.collections = collections
+        self.resolver = resolver
+        self.limits = limits
+
+    def _resolve(self, info: CollectionInfo, query: Query) -> tuple[np.ndarray, float]:
+        return self.resolver.resolve(
+            query.vector,
+            query.text,
+            dim=info.dim,
+            metric=info.metric,
+            model=info.embedding_model,
+        )
+
+    def _check_k(self, k: int, offset: int = 0) -> None:
+        self.limits.check_range("k", k, 1, self.limits.max_k)
+        if offset < 0:
+            raise BadRequest("'offset' must be 0 or more")
+        if k + offset > self.limits.max_k_offset:
+            raise BadRequest(
+                f"'k' + 'offset' is {k + offset}; the limit is {self.limits.max_k_offset}",
+                type_="limit_exceeded",
+            )
+
+    def to_hits(
+        self,
+        name: str,
+        info: CollectionInfo,
+        rows: Sequence[ScoredRow],
+        *,
+        include_vectors: bool = False,
+        include_content: bool = False,
+    ) -> list[Hit]:
+        hits = [
+            Hit(
+                external_id=r.external_id,
+                score=r.score,
+                internal_id=r.internal_id,
+                metadata=_decode(r.metadata_json) if r.metadata_json else {},
+                distance=-r.score if info.metric == "l2" else None,
+            )
+            for r in rows
+        ]
+        if hits and (include_vectors or include_content):
+            runtime = self.engine.runtime(name)
+            records = self.engine.fetch_by_internal(
+                runtime, [h.internal_id for h in hits], include_vectors
+            )
+            for hit in hits:
+                record = records.get(hit.internal_id)
+                if record is None:  # replaced between search and fetch: report what was scored
+                    continue
+                if include_content:
+                    hit.content = record.content
+                if include_vectors:
+                    hit.vector = record.vector
+        return hits
+
+    def search(
+        self,
+        name: str,
+        query: Query,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        filters: dict[str, Any] | None = None,
+        score_threshold: float | None = None,
+        exact: bool = False,
+        ef_search: int | None = None,
+        include_vectors: bool = False,
+        include_content: bool = False,
+        include_count: bool = False,
+    ) -> SearchResult:
+        started = time.perf_counter()
+        info = self.collections.get(name)
+        self._check_k(k, offset)
+        if ef_search is not None:
+            self.limits.check_range("ef_search", ef_search, 1, 10000)
+        finite_or_none(score_threshold, "score_threshold")
+        node = parse_filter(filters)
+        vector, embedding_ms = self._resolve(info, query)
+        t0 = time.perf_counter()
+        rows = self.engine.search(
+            name, vector, k + offset, node=node, exact=exact, ef_search=ef_search
+        )[offset:]
+        if score_threshold is not None:
+            rows = [r for r in rows if r.score >= score_threshold]
+        search_ms = (time.perf_counter() - t0) * 1000
+        total = self.engine.count(name, node) if include_count else None
+        hits = self.to_hits(
+            name, info, rows, include_vectors=include_vectors, include_content=include_content
+        )
+        total_ms = (time.perf_counter() - started) * 1000
+        return SearchResult(hits, ReadTiming(embedding_ms, search_ms, total_ms), total)
+
+    def bulk_search(
+        self, name: str, queries: Sequence[tuple[Query, int, dict[str, Any] | None]]
+    ) -> tuple[list[list[Hit]], ReadTiming]:
+        started = time.perf_counter()
+        info = self.collections.get(name)
+        self.limits.check_count("queries", len(queries), self.limits.max_bulk_queries)
+        embedding_ms = search_ms = 0.0
+        out: list[list[Hit]] = []
+        prepared = []
+        for i, (query, k, filters) in enumerate(queries):
+            try:
+                self._check_k(k)
+                node = parse_filter(filters)
+                vector, ms = self._resolve(info, query)
+            except BadRequest as exc:
+                raise type(exc)(f"queries[{i}]: {exc.message}", type_=exc.error_type) from exc
+            embedding_ms += ms
+            prepared.append((vector, k, node))
+        for vector, k, node in prepared:
+            t0 = time.perf_counter()
+            rows = self.engine.search(name, vector, k, node=node)
+            search_ms += (time.perf_counter() - t0) * 1000
+            out.append(self.to_hits(name, info, rows))
+        total_ms = (time.perf_counter() - started) * 1000
+        return out, ReadTiming(embedding_ms, search_ms, total_ms)
+
+    def recommend(
+        self,
+        name: str,
+        external_id: str,
+        *,
+        k: int,
+        filters: dict[str, Any] | None,
+        exclude_self: bool,
+    ) -> SearchResult:
+        started = time.perf_counter()
+        info = self.collections.get(name)
+        self._check_k(k)
+        node = parse_filter(filters)
+        runtime = self.engine.runtime(name)
+        found = runtime.index_vector_of(external_id)
+        if found is None:
+            raise RecordNotFound(f"no record '{external_id}' in collection '{name}'")
+        internal_id, vector = found
+        t0 = time.perf_counter()
+        rows = self.engine.search(name, vector, k + (1 if exclude_self else 0), node=node)
+        if exclude_self:
+            rows = [r for r in rows if r.internal_id != internal_id][:k]
+        search_ms = (time.perf_counter() - t0) * 1000
+        hits = self.to_hits(name, info, rows)
+        return SearchResult(
+            hits, ReadTiming(0.0, search_ms, (time.perf_counter() - started) * 1000)
+        )
+
+    def similarity(self, name: str, id1: str, id2: str) -> float:
+        self.collections.get(name)
+        runtime = self.engine.runtime(name)
+        first = runtime.index_vector_of(id1)
+        second = runtime.index_vector_of(id2)
+        for ext, found in ((id1, first), (id2, second)):
+            if found is None:
+                raise RecordNotFound(f"no record '{ext}' in collection '{name}'")
+        assert first is not None
+        assert second is not None
+        return float(runtime.scores(first[1].reshape(1, -1), second[1])[0])
+
+    def rerank(
+        self,
+        name: str,
+        query: Query,
+        candidates: Sequence[str],
+        *,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        include_vectors: bool = False,
+    ) -> RerankResult:
+        started = time.perf_counter()
+        info = self.collections.get(name)
+        self.limits.check_count("candidates", len(candidates), self.limits.max_candidates)
+        if top_k is not None and top_k < 1:
+            raise BadRequest("'top_k' must be 1 or more")
+        finite_or_none(score_threshold, "score_threshold")
+        vector, embedding_ms = self._resolve(info, query)
+        t0 = time.perf_counter()
+        unique = list(dict.fromkeys(candidates))  # duplicates collapse, first position wins
+        rows, not_found = self.engine.runtime(name).rerank(vector, unique)
+        if score_threshold is not None:
+            rows = [r for r in rows if r.score >= score_threshold]
+        if top_k is not None:
+            rows = rows[:top_k]
+        search_ms = (time.perf_counter() - t0) * 1000
+        hits = self.to_hits(name, info, rows, include_vectors=include_vectors)
+        total_ms = (time.perf_counter() - started) * 1000
+        return RerankResult(hits, not_found, ReadTiming(embedding_ms, search_ms, total_ms))

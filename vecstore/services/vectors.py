@@ -1,0 +1,96 @@
+"""Turning request vectors (or text) into validated float32 arrays."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from vecstore.domain import FloatArray
+from vecstore.errors import BadRequest, DimensionMismatch, InvalidVector
+from vecstore.services.embedder import Embedder
+
+
+def as_vector(
+    values: Sequence[float], dim: int, *, field: str = "vector", metric: str
+) -> FloatArray:
+    if len(values) != dim:
+        raise DimensionMismatch(
+            f"'{field}' has {len(values)} dimensions; this collection expects {dim}"
+        )
+    arr = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise InvalidVector(f"'{field}' contains NaN or Infinity (or a value beyond float32)")
+    if metric == "cosine" and not np.any(arr):
+        raise InvalidVector(f"'{field}' is all zeros, which has no cosine similarity")
+    return arr
+
+
+def as_matrix(rows: Sequence[Sequence[float]], dim: int, *, field: str, metric: str) -> FloatArray:
+    """Validate many vectors at once; the error names the first bad item's index."""
+    for i, row in enumerate(rows):
+        if len(row) != dim:
+            raise DimensionMismatch(
+                f"{field}[{i}].vector has {len(row)} dimensions; this collection expects {dim}"
+            )
+    if not rows:
+        return np.zeros((0, dim), dtype=np.float32)
+    with np.errstate(over="ignore"):
+        mat = np.asarray(rows, dtype=np.float32)
+    finite = np.isfinite(mat).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise InvalidVector(
+            f"{field}[{i}].vector contains NaN or Infinity (or a value beyond float32)"
+        )
+    if metric == "cosine":
+        zero = ~mat.any(axis=1)
+        if zero.any():
+            i = int(np.flatnonzero(zero)[0])
+            raise InvalidVector(f"{field}[{i}].vector is all zeros, which has no cosine similarity")
+    return mat
+
+
+class QueryResolver:
+    """Resolves ``vector`` | ``text`` into a query vector, timing the embedding."""
+
+    def __init__(self, embedder: Embedder, max_text_chars: int) -> None:
+        self.embedder = embedder
+        self.max_text_chars = max_text_chars
+
+    def resolve(
+        self,
+        vector: Sequence[float] | None,
+        text: str | None,
+        *,
+        dim: int,
+        metric: str,
+        model: str | None,
+        field: str = "vector",
+    ) -> tuple[FloatArray, float]:
+        """Returns (vector, embedding_ms). ``vector`` wins when both are given."""
+        if vector is not None:
+            return as_vector(vector, dim, field=field, metric=metric), 0.0
+        if text is None:
+            raise BadRequest(f"send either '{field}' (a list of {dim} floats) or 'text'")
+        if len(text) > self.max_text_chars:
+            raise BadRequest(
+                f"'text' has {len(text)} characters; the limit is {self.max_text_chars}"
+            )
+        started = time.perf_counter()
+        out = self.embedder.embed([text], model)
+        elapsed = (time.perf_counter() - started) * 1000
+        vec = np.asarray(out[0], dtype=np.float32)
+        if len(vec) != dim:
+            raise DimensionMismatch(
+                f"the embedding model produces {len(vec)} dimensions; this collection expects {dim}"
+            )
+        return vec, elapsed
+
+
+def finite_or_none(value: float | None, field: str) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise BadRequest(f"'{field}' must be a finite number")
+    return value
