@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from benchmarks import datasets
 from benchmarks.client import data_of, encode
 from benchmarks.datasets import Dataset
+from benchmarks.groundtruth import IdArray
 from benchmarks.load import Request, run_load, striped
 from benchmarks.metrics import recall_at_k, summarize_ms
 from benchmarks.server import ServerHandle
@@ -35,7 +35,9 @@ def rerank_pass(
     rng = np.random.default_rng([_SEED, candidates])
     size = min(candidates, ds.n)
     path = f"/v1/collections/{collection}/rerank"
-    picks = [rng.choice(ds.n, size=size, replace=False) for _ in range(len(ds.queries))]
+    picks: list[IdArray] = [
+        rng.choice(ds.n, size=size, replace=False) for _ in range(len(ds.queries))
+    ]
     reqs = [
         Request(
             path,
@@ -82,8 +84,7 @@ def rerank_pass(
 
 
 def _exact_order(
-    base_unit: datasets.FloatArray, query_unit: datasets.FloatArray, pick: Sequence[int]
+    base_unit: datasets.FloatArray, query_unit: datasets.FloatArray, idx: IdArray
 ) -> list[int]:
-    idx = np.asarray(pick, dtype=np.int64)
     scores = base_unit[idx] @ query_unit
     return [int(i) for i in idx[np.argsort(-scores, kind="stable")]]

@@ -47,9 +47,7 @@ class SearchBench:
             for q in self.ds.queries
         ]
 
-    def accuracy_pass(
-        self, extra: dict[str, Any], truth: Sequence[IdArray]
-    ) -> dict[str, Any]:
+    def accuracy_pass(self, extra: dict[str, Any], truth: Sequence[IdArray]) -> dict[str, Any]:
         """Every query once on one thread: recall@k, latency and single-client QPS."""
         reqs = self.requests(extra)
         self._warm_up(reqs)

@@ -65,7 +65,7 @@ def striped(n_requests: int, threads: int) -> list[list[int]]:
 
 
 def cycled(n_requests: int, threads: int, per_thread: int) -> list[list[int]]:
-    """A fixed ``per_thread`` requests per thread, walking the request list from staggered offsets."""
+    """``per_thread`` requests on every thread, walking the list from staggered offsets."""
     if n_requests == 0:
         return [[] for _ in range(threads)]
     step = max(1, n_requests // threads)

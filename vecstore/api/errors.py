@@ -64,6 +64,11 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return error_response(request, exc.status, exc.error_type, exc.message, headers)
     if isinstance(exc, ValidationException):
         return error_response(request, 422, "invalid_body", _validation_message(exc))
+    if isinstance(exc, HTTPException) and exc.status_code == 400:
+        # Litestar's own 400s come from decoding the body or parameters.
+        return error_response(
+            request, 422, "invalid_body", f"the request could not be decoded: {exc.detail}"
+        )
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         status = exc.status_code
         type_ = _TYPES_BY_STATUS.get(status, "http_error")

@@ -171,7 +171,8 @@ class VectorIndex:
         del bitmap  # the selector borrowed it; keep it alive until here
         found: np.ndarray = positions[0]
         found = found[found >= 0]
-        return self.ids[found]
+        out: IdArray = self.ids[found]
+        return out
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, path: Path, *, collection_id: int, applied_seq: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
 from msgspec import UNSET
 
 from vecstore.api import schemas as w
@@ -21,7 +22,7 @@ class CollectionController(Controller):
 
     @post("/", opt={"role": "write"}, sync_to_thread=True, status_code=201)
     def create(
-        self, request: Request[Any, Any, Any], data: w.CreateCollectionIn
+        self, request: Request[Any, Any, Any], data: JSONBody[w.CreateCollectionIn]
     ) -> w.Success[w.CollectionOut]:
         check_scope(principal_of(request), data.name, write=True)
         info = services_of(request.app.state).collections.create(
@@ -43,13 +44,18 @@ class CollectionController(Controller):
         )
 
     @get("/{name:str}", opt={"role": "read"}, sync_to_thread=True)
-    def read(self, request: Request[Any, Any, Any], name: str) -> w.Success[w.CollectionOut]:
+    def read(
+        self, request: Request[Any, Any, Any], name: FromPath[str]
+    ) -> w.Success[w.CollectionOut]:
         check_scope(principal_of(request), name, write=False)
         return w.Success(data=collection_out(services_of(request.app.state).collections.get(name)))
 
     @patch("/{name:str}", opt={"role": "write"}, sync_to_thread=True)
     def update(
-        self, request: Request[Any, Any, Any], name: str, data: w.PatchCollectionIn
+        self,
+        request: Request[Any, Any, Any],
+        name: FromPath[str],
+        data: JSONBody[w.PatchCollectionIn],
     ) -> w.Success[w.CollectionOut]:
         check_scope(principal_of(request), name, write=True)
         services = services_of(request.app.state)
@@ -65,7 +71,7 @@ class CollectionController(Controller):
         return w.Success(data=collection_out(info))
 
     @delete("/{name:str}", opt={"role": "admin"}, sync_to_thread=True, status_code=200)
-    def drop(self, request: Request[Any, Any, Any], name: str) -> w.Success[w.Deleted]:
+    def drop(self, request: Request[Any, Any, Any], name: FromPath[str]) -> w.Success[w.Deleted]:
         check_scope(principal_of(request), name, write=True)
         services_of(request.app.state).collections.delete(name)
         return w.Success(data=w.Deleted(name=name))

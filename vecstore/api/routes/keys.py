@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
 
 from vecstore.api import schemas as w
 from vecstore.api.mappers import key_out
@@ -18,7 +19,9 @@ class KeyController(Controller):
     opt = {"role": "admin"}
 
     @post("/", sync_to_thread=True, status_code=201)
-    def create(self, request: Request[Any, Any, Any], data: w.CreateKeyIn) -> w.Success[w.KeyOut]:
+    def create(
+        self, request: Request[Any, Any, Any], data: JSONBody[w.CreateKeyIn]
+    ) -> w.Success[w.KeyOut]:
         row, secret = services_of(request.app.state).keys.create(
             name=data.name,
             role=data.role,
@@ -34,12 +37,12 @@ class KeyController(Controller):
         return w.Success(data=w.KeyList([key_out(r) for r in rows]))
 
     @get("/{key_id:str}", sync_to_thread=True)
-    def read(self, request: Request[Any, Any, Any], key_id: str) -> w.Success[w.KeyOut]:
+    def read(self, request: Request[Any, Any, Any], key_id: FromPath[str]) -> w.Success[w.KeyOut]:
         return w.Success(data=key_out(services_of(request.app.state).keys.get(key_id)))
 
     @patch("/{key_id:str}", sync_to_thread=True)
     def update(
-        self, request: Request[Any, Any, Any], key_id: str, data: w.PatchKeyIn
+        self, request: Request[Any, Any, Any], key_id: FromPath[str], data: JSONBody[w.PatchKeyIn]
     ) -> w.Success[w.KeyOut]:
         changes = {
             f: getattr(data, f)
@@ -50,16 +53,20 @@ class KeyController(Controller):
         return w.Success(data=key_out(row))
 
     @delete("/{key_id:str}", sync_to_thread=True, status_code=200)
-    def revoke(self, request: Request[Any, Any, Any], key_id: str) -> w.Success[w.KeyDeleted]:
+    def revoke(
+        self, request: Request[Any, Any, Any], key_id: FromPath[str]
+    ) -> w.Success[w.KeyDeleted]:
         services_of(request.app.state).keys.delete(key_id)
         return w.Success(data=w.KeyDeleted(id=key_id))
 
     @post("/{key_id:str}/rotate", sync_to_thread=True, status_code=200)
-    def rotate(self, request: Request[Any, Any, Any], key_id: str) -> w.Success[w.KeyOut]:
+    def rotate(self, request: Request[Any, Any, Any], key_id: FromPath[str]) -> w.Success[w.KeyOut]:
         row, secret = services_of(request.app.state).keys.rotate(key_id)
         return w.Success(data=key_out(row, secret))
 
     @get("/{key_id:str}/usage", sync_to_thread=True)
-    def usage(self, request: Request[Any, Any, Any], key_id: str) -> w.Success[w.KeyUsageOut]:
+    def usage(
+        self, request: Request[Any, Any, Any], key_id: FromPath[str]
+    ) -> w.Success[w.KeyUsageOut]:
         usage = services_of(request.app.state).keys.usage(key_id)
         return w.Success(data=msgspec.convert(usage, w.KeyUsageOut))

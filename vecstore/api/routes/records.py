@@ -8,6 +8,7 @@ from typing import Any
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, delete, get, post
+from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 from msgspec import UNSET
 
@@ -23,7 +24,7 @@ MAX_IMPORT_LINE_BYTES = 16 * 1024 * 1024
 _encoder = msgspec.json.Encoder()
 
 
-def _item(data: w.UpsertIn) -> UpsertItem:
+def _item(data: JSONBody[w.UpsertIn]) -> UpsertItem:
     return UpsertItem(
         external_id=data.external_id,
         vector=data.vector,
@@ -47,7 +48,7 @@ class RecordController(Controller):
 
     @post("/upsert", opt={"role": "write"}, sync_to_thread=True, status_code=200)
     def upsert(
-        self, request: Request[Any, Any, Any], name: str, data: w.UpsertIn
+        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.UpsertIn]
     ) -> w.Success[w.UpsertOut]:
         check_scope(principal_of(request), name, write=True)
         result, timing = services_of(request.app.state).records.upsert(
@@ -63,7 +64,7 @@ class RecordController(Controller):
 
     @post("/bulk_upsert", opt={"role": "write"}, sync_to_thread=True, status_code=200)
     def bulk_upsert(
-        self, request: Request[Any, Any, Any], name: str, data: w.BulkUpsertIn
+        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.BulkUpsertIn]
     ) -> w.Success[w.BulkUpsertOut]:
         check_scope(principal_of(request), name, write=True)
         result, timing = services_of(request.app.state).records.upsert(
@@ -85,8 +86,8 @@ class RecordController(Controller):
     def read(
         self,
         request: Request[Any, Any, Any],
-        name: str,
-        external_id: str,
+        name: FromPath[str],
+        external_id: FromPath[str],
         include_vector: bool = True,
     ) -> w.Success[w.RecordOut]:
         check_scope(principal_of(request), name, write=False)
@@ -95,7 +96,7 @@ class RecordController(Controller):
 
     @post("/vectors/fetch", opt={"role": "read"}, sync_to_thread=True, status_code=200)
     def fetch(
-        self, request: Request[Any, Any, Any], name: str, data: w.FetchIn
+        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.FetchIn]
     ) -> w.Success[w.FetchOut]:
         check_scope(principal_of(request), name, write=False)
         records, missing = services_of(request.app.state).records.fetch(
@@ -107,7 +108,7 @@ class RecordController(Controller):
         "/delete/{external_id:str}", opt={"role": "write"}, sync_to_thread=True, status_code=200
     )
     def delete_one(
-        self, request: Request[Any, Any, Any], name: str, external_id: str
+        self, request: Request[Any, Any, Any], name: FromPath[str], external_id: FromPath[str]
     ) -> w.Success[w.RecordDeleted]:
         check_scope(principal_of(request), name, write=True)
         services_of(request.app.state).records.delete_one(name, external_id)
@@ -115,7 +116,7 @@ class RecordController(Controller):
 
     @post("/delete_batch", opt={"role": "write"}, sync_to_thread=True, status_code=200)
     def delete_batch(
-        self, request: Request[Any, Any, Any], name: str, data: w.DeleteBatchIn
+        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.DeleteBatchIn]
     ) -> w.Success[w.DeleteBatchOut]:
         check_scope(principal_of(request), name, write=True)
         deleted, missing = services_of(request.app.state).records.delete_batch(
@@ -125,7 +126,10 @@ class RecordController(Controller):
 
     @post("/delete_by_filter", opt={"role": "write"}, sync_to_thread=True, status_code=200)
     def delete_by_filter(
-        self, request: Request[Any, Any, Any], name: str, data: w.DeleteByFilterIn
+        self,
+        request: Request[Any, Any, Any],
+        name: FromPath[str],
+        data: JSONBody[w.DeleteByFilterIn],
     ) -> w.Success[w.DeletedCount]:
         check_scope(principal_of(request), name, write=True)
         count = services_of(request.app.state).records.delete_by_filter(name, data.filters)
@@ -133,7 +137,7 @@ class RecordController(Controller):
 
     @post("/scroll", opt={"role": "read"}, sync_to_thread=True, status_code=200)
     def scroll(
-        self, request: Request[Any, Any, Any], name: str, data: w.ScrollIn
+        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.ScrollIn]
     ) -> w.Success[w.ScrollOut]:
         check_scope(principal_of(request), name, write=False)
         records, cursor = services_of(request.app.state).records.scroll(
@@ -147,7 +151,10 @@ class RecordController(Controller):
 
     @post("/count", opt={"role": "read"}, sync_to_thread=True, status_code=200)
     def count(
-        self, request: Request[Any, Any, Any], name: str, data: w.CountIn | None = None
+        self,
+        request: Request[Any, Any, Any],
+        name: FromPath[str],
+        data: JSONBody[w.CountIn | None] = None,
     ) -> w.Success[w.CountOut]:
         check_scope(principal_of(request), name, write=False)
         filters = data.filters if data is not None else None
@@ -156,7 +163,7 @@ class RecordController(Controller):
         )
 
     @get("/export", opt={"role": "read"}, sync_to_thread=True)
-    def export(self, request: Request[Any, Any, Any], name: str) -> Stream:
+    def export(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Stream:
         check_scope(principal_of(request), name, write=False)
         batches = services_of(request.app.state).records.export(name)
 
@@ -177,7 +184,7 @@ class RecordController(Controller):
         request_max_body_size=None,  # streamed in bounded batches: no whole-body limit
     )
     async def import_records(
-        self, request: Request[Any, Any, Any], name: str
+        self, request: Request[Any, Any, Any], name: FromPath[str]
     ) -> w.Success[w.ImportOut]:
         check_scope(principal_of(request), name, write=True)
         records = services_of(request.app.state).records

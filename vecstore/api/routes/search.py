@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, post
+from litestar.params import FromPath, JSONBody
 from msgspec import UNSET
 
 from vecstore.api import schemas as w
@@ -21,7 +22,7 @@ class SearchController(Controller):
 
     @post("/search", opt={"role": "read"}, sync_to_thread=True, status_code=200)
     def search(
-        self, request: Request[Any, Any, Any], name: str, data: w.SearchIn
+        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.SearchIn]
     ) -> w.Success[w.SearchOut]:
         check_scope(principal_of(request), name, write=False)
         if data.nprobe is not None:
@@ -51,7 +52,7 @@ class SearchController(Controller):
 
     @post("/bulk_search", opt={"role": "read"}, sync_to_thread=True, status_code=200)
     def bulk_search(
-        self, request: Request[Any, Any, Any], name: str, data: w.BulkSearchIn
+        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.BulkSearchIn]
     ) -> w.Success[w.BulkSearchOut]:
         check_scope(principal_of(request), name, write=False)
         results, timing = services_of(request.app.state).search.bulk_search(
@@ -70,9 +71,9 @@ class SearchController(Controller):
     def recommend(
         self,
         request: Request[Any, Any, Any],
-        name: str,
-        external_id: str,
-        data: w.RecommendIn | None = None,
+        name: FromPath[str],
+        external_id: FromPath[str],
+        data: JSONBody[w.RecommendIn | None] = None,
         k: int | None = None,
     ) -> w.Success[w.ResultsOut]:
         check_scope(principal_of(request), name, write=False)
@@ -95,8 +96,8 @@ class SearchController(Controller):
     def similarity(
         self,
         request: Request[Any, Any, Any],
-        name: str,
-        data: w.SimilarityIn | None = None,
+        name: FromPath[str],
+        data: JSONBody[w.SimilarityIn | None] = None,
         id1: str | None = None,
         id2: str | None = None,
     ) -> w.Success[w.SimilarityOut]:
@@ -110,7 +111,7 @@ class SearchController(Controller):
 
     @post("/rerank", opt={"role": "read"}, sync_to_thread=True, status_code=200)
     def rerank(
-        self, request: Request[Any, Any, Any], name: str, data: w.RerankIn
+        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.RerankIn]
     ) -> w.Success[w.RerankOut]:
         check_scope(principal_of(request), name, write=False)
         result = services_of(request.app.state).search.rerank(
