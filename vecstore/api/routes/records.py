@@ -8,7 +8,7 @@ from typing import Any
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, delete, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 from msgspec import UNSET
 
@@ -88,7 +88,7 @@ class RecordController(Controller):
         request: Request[Any, Any, Any],
         name: FromPath[str],
         external_id: FromPath[str],
-        include_vector: bool = True,
+        include_vector: FromQuery[bool] = True,
     ) -> w.Success[w.RecordOut]:
         check_scope(principal_of(request), name, write=False)
         record = services_of(request.app.state).records.get(name, external_id, include_vector)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import UNSET
 
 from vecstore.api import schemas as w
@@ -74,7 +74,7 @@ class SearchController(Controller):
         name: FromPath[str],
         external_id: FromPath[str],
         data: JSONBody[w.RecommendIn | None] = None,
-        k: int | None = None,
+        k: FromQuery[int | None] = None,
     ) -> w.Success[w.ResultsOut]:
         check_scope(principal_of(request), name, write=False)
         body = data or w.RecommendIn()
@@ -98,8 +98,8 @@ class SearchController(Controller):
         request: Request[Any, Any, Any],
         name: FromPath[str],
         data: JSONBody[w.SimilarityIn | None] = None,
-        id1: str | None = None,
-        id2: str | None = None,
+        id1: FromQuery[str | None] = None,
+        id2: FromQuery[str | None] = None,
     ) -> w.Success[w.SimilarityOut]:
         check_scope(principal_of(request), name, write=False)
         first = (data.id1 if data else None) or id1
