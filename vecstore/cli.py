@@ -9,7 +9,8 @@ from pathlib import Path
 from vecstore.settings import Settings
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; tests parse the Docker image's CMD with it."""
     parser = argparse.ArgumentParser(prog="vecstore", description="vecstore vector database")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP server")
@@ -17,7 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (VECSTORE_PORT, default 8000)")
     serve.add_argument("--data-dir", type=Path, help="data directory (VECSTORE_DATA_DIR)")
     serve.add_argument("--log-level", help="log level (VECSTORE_LOG_LEVEL, default INFO)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
     return 2

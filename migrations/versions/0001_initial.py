@@ -1,4 +1,4 @@
-"""initial schema: collections, records, changes, api_keys, key_usage
+"""initial schema: collections, records, record_vectors, changes, api_keys, key_usage
 
 Revision ID: 0001
 Revises:
@@ -34,11 +34,16 @@ def upgrade() -> None:
         sa.Column("collection_id", sa.Integer, primary_key=True),
         sa.Column("internal_id", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("external_id", sa.String(512), nullable=False),
-        sa.Column("vector", sa.LargeBinary, nullable=False),
         sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
         sa.Column("content", sa.Text, nullable=True),
         sa.Column("version", sa.Integer, nullable=False, server_default="1"),
         sa.UniqueConstraint("collection_id", "external_id", name="uq_records_external_id"),
+    )
+    op.create_table(
+        "record_vectors",
+        sa.Column("collection_id", sa.Integer, primary_key=True),
+        sa.Column("internal_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("vector", sa.LargeBinary, nullable=False),
     )
     op.create_table(
         "changes",
@@ -77,5 +82,6 @@ def downgrade() -> None:
     op.drop_table("api_keys")
     op.drop_index("ix_changes_collection_seq", table_name="changes")
     op.drop_table("changes")
+    op.drop_table("record_vectors")
     op.drop_table("records")
     op.drop_table("collections")

@@ -9,7 +9,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from vecstore.api.state import services_of
-from vecstore.errors import CollectionNotFound, Forbidden
+from vecstore.errors import CollectionNotFound, Forbidden, NotReady
 from vecstore.services.keys import ANONYMOUS_ADMIN, Principal
 
 
@@ -40,6 +40,9 @@ async def require_role(
     if role is None:
         return
     services = services_of(connection.app.state)
+    if not services.engine.ready:
+        # Until collections are loaded, a lookup would wrongly answer 404.
+        raise NotReady("the server is still loading its collections")
     principal = await authenticate(connection)
     services.keys.authorize(principal, role)
     services.keys.record_use(principal, connection.scope.get("path_template", "") or "")

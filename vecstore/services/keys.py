@@ -65,6 +65,8 @@ class KeyService:
         self.store = store
         self._admin_hash = hash_key(admin_key) if admin_key else None
         self._cache: dict[str, KeyRow | None] = {}
+        # Bumped by every invalidation: a row read before one must not be cached after it.
+        self._generation = 0
         self._lock = threading.Lock()
         self._usage: Counter[tuple[str, int, str]] = Counter()
         self._last_used: dict[str, str] = {}
@@ -129,15 +131,18 @@ class KeyService:
         with self._lock:
             if digest in self._cache:
                 return self._cache[digest]
+            generation = self._generation
         row = self.store.by_hash(digest)
         with self._lock:
-            if len(self._cache) > 10000:
-                self._cache.clear()
-            self._cache[digest] = row
+            if generation == self._generation:  # else a revocation raced this read
+                if len(self._cache) > 10000:
+                    self._cache.clear()
+                self._cache[digest] = row
         return row
 
     def _invalidate(self) -> None:
         with self._lock:
+            self._generation += 1
             self._cache.clear()
 
     @staticmethod

@@ -13,11 +13,17 @@ import msgspec
 import numpy as np
 
 from vecstore.domain import UNSET, Record, RecordWrite, Unset
-from vecstore.errors import BadRequest, DimensionMismatch, LimitExceeded, RecordNotFound
+from vecstore.errors import (
+    BadRequest,
+    DimensionMismatch,
+    LimitExceeded,
+    RecordNotFound,
+    VecstoreError,
+)
 from vecstore.services.collections import CollectionService
 from vecstore.services.embedder import Embedder
 from vecstore.services.limits import Limits
-from vecstore.services.vectors import as_matrix
+from vecstore.services.vectors import as_matrix, as_vector
 from vecstore.storage.engine import StorageEngine, WriteResult
 from vecstore.storage.filters import Node, parse_filter
 
@@ -184,12 +190,19 @@ class RecordService:
         self.collections.get(name)
         return self.engine.iter_records(name)
 
-    def import_lines(self, name: str, lines: Iterable[bytes]) -> tuple[int, int]:
-        """Import NDJSON records in batches; each batch is one transaction."""
+    def import_lines(
+        self, name: str, lines: Iterable[bytes] | Iterable[tuple[int, bytes]]
+    ) -> tuple[int, int]:
+        """Import NDJSON records in batches; each batch is one transaction.
+
+        ``lines`` holds raw lines, or ``(line number, line)`` pairs when the caller feeds one
+        stream in several calls: every error then names the line's number in the whole body.
+        """
         info = self.collections.get(name)
         inserted = updated = 0
         batch: list[UpsertItem] = []
-        for lineno, line in enumerate(lines, start=1):
+        for position, entry in enumerate(lines, start=1):
+            lineno, line = entry if isinstance(entry, tuple) else (position, entry)
             if not line.strip():
                 continue
             try:
@@ -207,6 +220,21 @@ class RecordService:
             content = raw.get("content")
             if content is not None and not isinstance(content, str):
                 raise BadRequest(f"import line {lineno}: 'content' must be a string or null")
+            if not all(type(x) is float or type(x) is int for x in vector):
+                raise BadRequest(f"import line {lineno}: 'vector' must be a list of numbers")
+            try:  # validate here, so that the error names the line rather than a batch index
+                self.check_external_id(raw["external_id"])
+                as_vector(vector, info.dim, metric=info.metric)
+                size = len(_encode(metadata))
+                if size > self.limits.max_metadata_bytes:
+                    raise LimitExceeded(
+                        f"'metadata' is {size} bytes of JSON; the limit is"
+                        f" {self.limits.max_metadata_bytes}"
+                    )
+            except VecstoreError as exc:
+                raise type(exc)(
+                    f"import line {lineno}: {exc.message}", type_=exc.error_type
+                ) from exc
             batch.append(UpsertItem(raw["external_id"], vector, None, metadata, content))
             if len(batch) >= self.limits.max_bulk_items:
                 result, _ = self.upsert(name, batch, field=f"lines ending {lineno}")
@@ -223,9 +251,13 @@ def encode_cursor(external_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
+    invalid = BadRequest("'cursor' is not a cursor this server returned", type_="invalid_cursor")
     try:
-        return base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8", "surrogatepass")
+        value = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8", "surrogatepass")
     except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise BadRequest(
-            "'cursor' is not a cursor this server returned", type_="invalid_cursor"
-        ) from exc
+        raise invalid from exc
+    # The decoder skips characters outside the alphabet ("!!!!" decodes to ""): accept only the
+    # exact form encode_cursor produces, so a mangled cursor never silently restarts the scroll.
+    if encode_cursor(value) != cursor:
+        raise invalid
+    return value

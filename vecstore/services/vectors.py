@@ -20,7 +20,8 @@ def as_vector(
         raise DimensionMismatch(
             f"'{field}' has {len(values)} dimensions; this collection expects {dim}"
         )
-    arr = np.asarray(values, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, rejected just below
+        arr = np.asarray(values, dtype=np.float32)
     if not np.all(np.isfinite(arr)):
         raise InvalidVector(f"'{field}' contains NaN or Infinity (or a value beyond float32)")
     if metric == "cosine" and not np.any(arr):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vecstore.domain import FloatArray, IdArray, IndexParams
+from vecstore.storage.filters import Node
 from vecstore.storage.rwlock import RWLock
 from vecstore.storage.vector_index import VectorIndex
 from vecstore.storage.vector_table import VectorTable
@@ -109,16 +110,15 @@ class CollectionRuntime:
         *,
         ef_search: int | None = None,
         exact: bool = False,
-        allowed_ids: IdArray | None = None,
+        node: Node | None = None,
     ) -> list[ScoredRow]:
-        """Top ``n`` rows by exact score. ``allowed_ids`` restricts to a filter's matches."""
+        """Top ``n`` rows by exact score; ``node`` restricts them to a filter's matches."""
         q = self.to_index_space(query.reshape(-1))
         with self.table_lock.read():
             table = self.table
             allowed_rows = None
-            if allowed_ids is not None:
-                allowed_rows = table.rows_for_ids(allowed_ids)
-                allowed_rows = allowed_rows[allowed_rows >= 0]
+            if node is not None:
+                allowed_rows = self._matching_rows(node)
                 if exact or len(allowed_rows) <= self.exact_filter_max_matches:
                     return self._top(allowed_rows, q, n)
             elif exact:
@@ -176,12 +176,35 @@ class CollectionRuntime:
             part = np.argpartition(-scores, n - 1)[:n]
             rows, scores = rows[part], scores[part]
         order = np.lexsort((rows, -scores))
+        return self._scored(rows[order], scores[order])
+
+    def _scored(self, rows: np.ndarray, scores: np.ndarray) -> list[ScoredRow]:
+        """Rows (already ordered) to results; bulk ``tolist`` keeps numpy out of the loop."""
+        table = self.table
+        ext, meta = table.external_ids, table.metadata_json
         return [
-            ScoredRow(
-                int(table.ids[r]), table.external_ids[r], float(scores[i]), table.metadata_json[r]
+            ScoredRow(iid, ext[r], s, meta[r])
+            for iid, r, s in zip(
+                table.ids[rows].tolist(), rows.tolist(), scores.tolist(), strict=True
             )
-            for i, r in ((int(i), int(rows[i])) for i in order)
         ]
+
+    def _matching_rows(self, node: Node) -> np.ndarray:
+        """Live rows matching a filter (caller holds the table lock)."""
+        table = self.table
+        mask = table.metadata_index.evaluate(node, table.size) & table.alive
+        return np.flatnonzero(mask)
+
+    def matching_ids(self, node: Node) -> IdArray:
+        with self.table_lock.read():
+            out: IdArray = self.table.ids[self._matching_rows(node)]
+            return out
+
+    def count(self, node: Node | None) -> int:
+        if node is None:
+            return self.vector_count
+        with self.table_lock.read():
+            return len(self._matching_rows(node))
 
     def rerank(
         self, query: FloatArray, external_ids: list[str]
@@ -203,15 +226,7 @@ class CollectionRuntime:
             rows = np.asarray(found_rows, dtype=np.int64)
             scores = self.scores(table.vectors[rows], q)
             order = np.argsort(-scores, kind="stable")
-            return [
-                ScoredRow(
-                    int(table.ids[rows[i]]),
-                    table.external_ids[rows[i]],
-                    float(scores[i]),
-                    table.metadata_json[rows[i]],
-                )
-                for i in order.tolist()
-            ], not_found
+            return self._scored(rows[order], scores[order]), not_found
 
     def index_vector_of(self, external_id: str) -> tuple[int, FloatArray] | None:
         with self.table_lock.read():

@@ -45,6 +45,35 @@ _json_decode = msgspec.json.Decoder().decode
 _IN_CHUNK = 500
 
 
+def _insert_many(
+    conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """A plain DBAPI ``executemany``: Core's per-row parameter processing cost more than the
+    insert itself on bulk writes. Table and column names are constants from ``schema``."""
+    if not rows:
+        return
+    style = conn.dialect.paramstyle
+    if style == "qmark":
+        marks = ", ".join("?" for _ in columns)
+    elif style in ("format", "pyformat"):
+        marks = ", ".join("%s" for _ in columns)
+    else:
+        conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
+        return
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+    conn.exec_driver_sql(sql, rows)
+
+
+def _with_vectors() -> Any:
+    return t.records.join(
+        t.record_vectors,
+        sa.and_(
+            t.record_vectors.c.collection_id == t.records.c.collection_id,
+            t.record_vectors.c.internal_id == t.records.c.internal_id,
+        ),
+    )
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -128,9 +157,10 @@ class StorageEngine:
                 sa.select(
                     t.records.c.internal_id,
                     t.records.c.external_id,
-                    t.records.c.vector,
+                    t.record_vectors.c.vector,
                     t.records.c.metadata,
                 )
+                .select_from(_with_vectors())
                 .where(t.records.c.collection_id == row.id)
                 .order_by(t.records.c.internal_id)
             )
@@ -337,15 +367,20 @@ class StorageEngine:
                     raise CollectionNotFound(name)
                 cid = row.id
                 conn.execute(t.records.delete().where(t.records.c.collection_id == cid))
+                conn.execute(
+                    t.record_vectors.delete().where(t.record_vectors.c.collection_id == cid)
+                )
                 conn.execute(t.changes.delete().where(t.changes.c.collection_id == cid))
                 conn.execute(t.collections.delete().where(t.collections.c.id == cid))
             self._runtimes.pop(name, None)
             self._broken.pop(name, None)
-            if runtime is not None:
-                with runtime.indexer_mutex:  # wait for an in-flight indexer step on it
-                    self._index_path(cid).unlink(missing_ok=True)
-            else:
+        # Outside the write lock: an in-flight indexer step holds indexer_mutex and may need the
+        # write lock to finish its checkpoint (lock order: indexer_mutex, then _write_lock).
+        if runtime is not None:
+            with runtime.indexer_mutex:  # wait for an in-flight indexer step on it
                 self._index_path(cid).unlink(missing_ok=True)
+        else:
+            self._index_path(cid).unlink(missing_ok=True)
 
     # -- writes -----------------------------------------------------------------------------------
     def upsert(self, name: str, writes: Sequence[RecordWrite]) -> WriteResult:
@@ -385,26 +420,33 @@ class StorageEngine:
                 new_ids = np.arange(next_id, next_id + len(final), dtype=np.int64)
                 exts = list(final)
                 vectors = np.stack([final[e][0] for e in exts]).astype(np.float32, copy=False)
-                for chunk in _chunks(killed):
-                    conn.execute(
-                        t.records.delete().where(
-                            t.records.c.collection_id == runtime.id,
-                            t.records.c.internal_id.in_(chunk),
-                        )
-                    )
-                conn.execute(
-                    t.records.insert(),
+                self._delete_row_data(conn, runtime.id, killed)
+                id_list = new_ids.tolist()
+                _insert_many(
+                    conn,
+                    t.records,
+                    (
+                        "collection_id",
+                        "internal_id",
+                        "external_id",
+                        "metadata",
+                        "content",
+                        "version",
+                    ),
                     [
-                        {
-                            "collection_id": runtime.id,
-                            "internal_id": int(iid),
-                            "external_id": ext,
-                            "vector": vectors[i].astype("<f4").tobytes(),
-                            "metadata": final[ext][1],
-                            "content": final[ext][2],
-                            "version": final[ext][3],
-                        }
-                        for i, (iid, ext) in enumerate(zip(new_ids.tolist(), exts, strict=True))
+                        (runtime.id, iid, ext, final[ext][1], final[ext][2], final[ext][3])
+                        for iid, ext in zip(id_list, exts, strict=True)
+                    ],
+                )
+                blob = vectors.astype("<f4", copy=False).tobytes()
+                width = runtime.dim * 4
+                _insert_many(
+                    conn,
+                    t.record_vectors,
+                    ("collection_id", "internal_id", "vector"),
+                    [
+                        (runtime.id, iid, blob[i * width : (i + 1) * width])
+                        for i, iid in enumerate(id_list)
                     ],
                 )
                 seq = self._log(conn, runtime.id, killed, new_ids.tolist())
@@ -444,10 +486,9 @@ class StorageEngine:
         return out
 
     def _log(self, conn: sa.Connection, cid: int, killed: list[int], added: list[int]) -> int:
-        entries = [{"collection_id": cid, "internal_id": i, "op": "delete"} for i in killed]
-        entries += [{"collection_id": cid, "internal_id": i, "op": "upsert"} for i in added]
-        if entries:
-            conn.execute(t.changes.insert(), entries)
+        entries = [(cid, i, "delete") for i in killed]
+        entries += [(cid, i, "upsert") for i in added]
+        _insert_many(conn, t.changes, ("collection_id", "internal_id", "op"), entries)
         return int(
             conn.execute(
                 sa.select(sa.func.max(t.changes.c.seq)).where(t.changes.c.collection_id == cid)
@@ -473,7 +514,8 @@ class StorageEngine:
             runtime = self.runtime(name)
             with self.db.begin() as conn:
                 # Resolve the predicate to ids first: the log records ids, never predicates.
-                killed = self._matching_ids(conn, runtime.id, node).tolist()
+                # The in-memory mirror equals the committed state under the writer lock.
+                killed = runtime.matching_ids(node).tolist()
                 seq = self._delete_rows(conn, runtime, killed) if killed else 0
             self._apply_deletes(runtime, killed, seq)
         return len(killed)
@@ -482,12 +524,7 @@ class StorageEngine:
         self, conn: sa.Connection, runtime: CollectionRuntime, killed: list[int]
     ) -> int:
         """Delete rows and log it inside ``conn``'s transaction; returns the new ``seq``."""
-        for chunk in _chunks(killed):
-            conn.execute(
-                t.records.delete().where(
-                    t.records.c.collection_id == runtime.id, t.records.c.internal_id.in_(chunk)
-                )
-            )
+        self._delete_row_data(conn, runtime.id, killed)
         seq = self._log(conn, runtime.id, killed, [])
         conn.execute(
             t.collections.update()
@@ -495,6 +532,16 @@ class StorageEngine:
             .values(updated_at=utc_now())
         )
         return seq
+
+    @staticmethod
+    def _delete_row_data(conn: sa.Connection, cid: int, internal_ids: list[int]) -> None:
+        for chunk in _chunks(internal_ids):
+            for table in (t.records, t.record_vectors):
+                conn.execute(
+                    table.delete().where(
+                        table.c.collection_id == cid, table.c.internal_id.in_(chunk)
+                    )
+                )
 
     @staticmethod
     def _apply_deletes(runtime: CollectionRuntime, killed: list[int], seq: int) -> None:
@@ -511,26 +558,11 @@ class StorageEngine:
         )
 
     # -- record reads -----------------------------------------------------------------------------
-    def _matching_ids(self, conn: sa.Connection, cid: int, node: Node) -> np.ndarray:
-        where, params = compile_sqlite(node)
-        rows = conn.execute(
-            sa.text(
-                f"SELECT internal_id FROM records WHERE collection_id = :cid AND ({where})"  # noqa: S608
-            ),
-            {"cid": cid, **params},
-        ).all()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-
     def matching_ids(self, name: str, node: Node) -> np.ndarray:
-        runtime = self.runtime(name)
-        with self.db.connect() as conn:
-            return self._matching_ids(conn, runtime.id, node)
+        return self.runtime(name).matching_ids(node)
 
     def count(self, name: str, node: Node | None) -> int:
-        runtime = self.runtime(name)
-        if node is None:
-            return runtime.vector_count
-        return len(self.matching_ids(name, node))
+        return self.runtime(name).count(node)
 
     def _record_columns(self, include_vectors: bool) -> list[Any]:
         cols = [
@@ -540,7 +572,7 @@ class StorageEngine:
             t.records.c.content,
         ]
         if include_vectors:
-            cols.append(t.records.c.vector)
+            cols.append(t.record_vectors.c.vector)
         return cols
 
     @staticmethod
@@ -561,7 +593,9 @@ class StorageEngine:
         with self.db.connect() as conn:
             for chunk in _chunks(unique):
                 for r in conn.execute(
-                    sa.select(*self._record_columns(include_vectors)).where(
+                    sa.select(*self._record_columns(include_vectors))
+                    .select_from(_with_vectors() if include_vectors else t.records)
+                    .where(
                         t.records.c.collection_id == runtime.id,
                         t.records.c.external_id.in_(chunk),
                     )
@@ -576,7 +610,9 @@ class StorageEngine:
         with self.db.connect() as conn:
             for chunk in _chunks(list(internal_ids)):
                 for r in conn.execute(
-                    sa.select(*self._record_columns(include_vectors)).where(
+                    sa.select(*self._record_columns(include_vectors))
+                    .select_from(_with_vectors() if include_vectors else t.records)
+                    .where(
                         t.records.c.collection_id == runtime.id,
                         t.records.c.internal_id.in_(chunk),
                     )
@@ -595,23 +631,28 @@ class StorageEngine:
     ) -> tuple[list[Record], str | None]:
         """Records by external id, strictly after ``after``; a full page unless at the end."""
         runtime = self.runtime(name)
-        cols = ", ".join(
-            ["internal_id", "external_id", "metadata", "content"]
-            + (["vector"] if include_vectors else [])
-        )
-        where = "collection_id = :cid"
+        cols = "r.internal_id, r.external_id, r.metadata, r.content"
+        source = "records AS r"
+        if include_vectors:
+            cols += ", v.vector"
+            source += (
+                " JOIN record_vectors AS v"
+                " ON v.collection_id = r.collection_id AND v.internal_id = r.internal_id"
+            )
+        where = "r.collection_id = :cid"
         params: dict[str, Any] = {"cid": runtime.id, "limit": limit + 1}
         if after is not None:
-            where += " AND external_id > :after"
+            where += " AND r.external_id > :after"
             params["after"] = after
         if node is not None:
-            fsql, fparams = compile_sqlite(node)
+            fsql, fparams = compile_sqlite(node, "r.metadata")
             where += f" AND ({fsql})"
             params.update(fparams)
         with self.db.connect() as conn:
             rows = conn.execute(
                 sa.text(
-                    f"SELECT {cols} FROM records WHERE {where} ORDER BY external_id LIMIT :limit"  # noqa: S608
+                    f"SELECT {cols} FROM {source} WHERE {where}"  # noqa: S608
+                    " ORDER BY r.external_id LIMIT :limit"
                 ),
                 params,
             ).all()
@@ -631,8 +672,7 @@ class StorageEngine:
         ef_search: int | None = None,
     ) -> list[ScoredRow]:
         runtime = self.runtime(name)
-        allowed = self.matching_ids(name, node) if node is not None else None
-        return runtime.search(query, n, ef_search=ef_search, exact=exact, allowed_ids=allowed)
+        return runtime.search(query, n, ef_search=ef_search, exact=exact, node=node)
 
     # -- background work --------------------------------------------------------------------------
     def _indexer_loop(self) -> None:

@@ -162,6 +162,12 @@ class SqliteFilterCompiler:
         return f":{name}"
 
     def _condition(self, cond: FieldCondition) -> str:
+        # SQL is three-valued: json_type() of a missing key is NULL, and NOT NULL is NULL, which
+        # would drop records with a missing key from $ne/$nin/$not. Every condition is made
+        # strictly true/false.
+        return f"COALESCE(({self._condition3(cond)}), 0)"
+
+    def _condition3(self, cond: FieldCondition) -> str:
         path = self._bind("$" + "".join(f'."{p}"' for p in cond.path))
         col = self._column
         jtype = f"json_type({col}, {path})"
@@ -191,6 +197,9 @@ class SqliteFilterCompiler:
         return f"({jtype} IN {kind} AND {jval} {sql_op} {self._bind(value)})"
 
     def _eq(self, jtype: str, jval: str, value: Scalar) -> str:
+        return f"COALESCE(({self._eq3(jtype, jval, value)}), 0)"
+
+    def _eq3(self, jtype: str, jval: str, value: Scalar) -> str:
         if value is None:
             return f"{jtype} = 'null'"
         if isinstance(value, bool):

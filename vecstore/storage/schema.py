@@ -35,11 +35,21 @@ records = sa.Table(
     sa.Column("collection_id", sa.Integer, primary_key=True),
     sa.Column("internal_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("external_id", sa.String(512), nullable=False),
-    sa.Column("vector", sa.LargeBinary, nullable=False),
     sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
     sa.Column("content", sa.Text, nullable=True),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint("collection_id", "external_id", name="uq_records_external_id"),
+)
+
+# Vectors live beside their records, not in them: a filter or a scroll then reads only the small
+# metadata rows instead of paging every vector blob through the cache.
+record_vectors = sa.Table(
+    "record_vectors",
+    metadata,
+    sa.Column("collection_id", sa.Integer, primary_key=True),
+    sa.Column("internal_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    # raw little-endian float32, exactly as written
+    sa.Column("vector", sa.LargeBinary, nullable=False),
 )
 
 changes = sa.Table(

@@ -224,7 +224,9 @@ class VectorIndex:
         body = data[start:]
         if hashlib.sha256(body).hexdigest() != header.get("sha256"):
             raise CheckpointError("checkpoint checksum mismatch")
-        ids_bytes = int(header["ids_bytes"])
+        ids_bytes = header["ids_bytes"]
+        if ids_bytes % 8 or ids_bytes > len(body):
+            raise CheckpointError("checkpoint id list does not fit its body")
         ids = np.frombuffer(body[:ids_bytes], dtype="<i8").astype(np.int64)
         try:
             index = faiss.deserialize_index(np.frombuffer(body[ids_bytes:], dtype=np.uint8))
@@ -256,5 +258,12 @@ def _parse_header(data: bytes) -> dict[str, Any]:
         raise CheckpointError("unreadable checkpoint header") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
         raise CheckpointError("unsupported checkpoint format")
+    # The checksum covers the body only: a damaged header must fail here, never with a KeyError.
+    for key in ("ids_bytes", "applied_seq"):
+        value = header.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(f"checkpoint header field {key!r} is missing or invalid")
+    if not isinstance(header.get("params"), dict):
+        raise CheckpointError("checkpoint header field 'params' is missing or invalid")
     header["_header_len"] = length
     return header

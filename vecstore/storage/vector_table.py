@@ -7,11 +7,14 @@ marked dead and squeezed out by ``compact()``. The caller serialises mutations w
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
 from vecstore.domain import FloatArray, IdArray
+from vecstore.storage.metadata_index import MetadataIndex
 
 _MIN_CAPACITY = 1024
+_decode = msgspec.json.Decoder().decode
 
 
 class VectorTable:
@@ -25,6 +28,7 @@ class VectorTable:
         self.external_ids: list[str] = []
         self.metadata_json: list[bytes] = []
         self.row_by_external: dict[str, int] = {}
+        self.metadata_index = MetadataIndex()
 
     # -- views (valid until the next mutation) ---------------------------------------------
     @property
@@ -79,6 +83,8 @@ class VectorTable:
             self.row_by_external[ext] = self.size + offset
         self.external_ids.extend(external_ids)
         self.metadata_json.extend(metadata)
+        for offset, raw in enumerate(metadata):
+            self.metadata_index.add(self.size + offset, _decode(raw) if raw else {})
         self.size = end
         self.alive_count += n
 
@@ -111,6 +117,9 @@ class VectorTable:
         self._ids, self._vecs, self._alive = ids, vecs, alive
         self.size = n
         self.alive_count = n
+        self.metadata_index = MetadataIndex()
+        for row, raw in enumerate(self.metadata_json):
+            self.metadata_index.add(row, _decode(raw) if raw else {})
 
     def _reserve(self, needed: int) -> None:
         cap = len(self._ids)

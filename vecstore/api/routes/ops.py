@@ -67,6 +67,9 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     if services.settings.metrics_public:
         allowed = None
     else:
+        if not services.engine.ready:
+            # Key lookups need the migrated database; answer as every keyed route does.
+            raise NotReady("the server is still loading its collections")
         principal = await authenticate(request)
         services.keys.authorize(principal, "read")
         allowed = principal
@@ -82,6 +85,6 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@get("/docs", include_in_schema=False)
+@get("/docs", include_in_schema=False, sync_to_thread=False)
 def docs() -> Redirect:
     return Redirect(path="/schema/swagger")

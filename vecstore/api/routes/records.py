@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import anyio.to_thread
 import msgspec
@@ -40,6 +41,22 @@ def _write_timing(timing: WriteTiming) -> w.WriteTiming:
         storage_ms=round(timing.storage_ms, 4),
         total_ms=round(timing.total_ms, 4),
     )
+
+
+def _path_id(request: Request[Any, Any, Any], routed: str) -> str:
+    """The external id exactly as the client percent-encoded it in the last path segment(s).
+
+    Litestar routes on the decoded path and normalises it (``//`` collapsed, a trailing ``/``
+    dropped), so an id holding ``/`` would be cut or mangled; the raw path keeps it intact.
+    """
+    raw = request.scope.get("raw_path")
+    if raw:
+        parts = bytes(raw).split(b"?", 1)[0].split(b"/")
+        # [..., b"v1", b"collections", name, b"vectors" | b"delete", id segments...]
+        for i in range(len(parts) - 4):
+            if parts[i] == b"v1" and parts[i + 1] == b"collections":
+                return unquote_to_bytes(b"/".join(parts[i + 4 :])).decode("utf-8", "replace")
+    return routed[1:] if routed.startswith("/") else routed
 
 
 class RecordController(Controller):
@@ -82,7 +99,7 @@ class RecordController(Controller):
             )
         )
 
-    @get("/vectors/{external_id:str}", opt={"role": "read"}, sync_to_thread=True)
+    @get("/vectors/{external_id:path}", opt={"role": "read"}, sync_to_thread=True)
     def read(
         self,
         request: Request[Any, Any, Any],
@@ -91,6 +108,7 @@ class RecordController(Controller):
         include_vector: FromQuery[bool] = True,
     ) -> w.Success[w.RecordOut]:
         check_scope(principal_of(request), name, write=False)
+        external_id = _path_id(request, external_id)
         record = services_of(request.app.state).records.get(name, external_id, include_vector)
         return w.Success(data=record_out(record))
 
@@ -105,12 +123,13 @@ class RecordController(Controller):
         return w.Success(data=w.FetchOut([record_out(r) for r in records], missing))
 
     @delete(
-        "/delete/{external_id:str}", opt={"role": "write"}, sync_to_thread=True, status_code=200
+        "/delete/{external_id:path}", opt={"role": "write"}, sync_to_thread=True, status_code=200
     )
     def delete_one(
         self, request: Request[Any, Any, Any], name: FromPath[str], external_id: FromPath[str]
     ) -> w.Success[w.RecordDeleted]:
         check_scope(principal_of(request), name, write=True)
+        external_id = _path_id(request, external_id)
         services_of(request.app.state).records.delete_one(name, external_id)
         return w.Success(data=w.RecordDeleted(external_id=external_id))
 
@@ -190,9 +209,9 @@ class RecordController(Controller):
         records = services_of(request.app.state).records
         batch_size = records.limits.max_bulk_items
         inserted = updated = 0
-        batch: list[bytes] = []
-        async for line in _lines(request.stream()):
-            batch.append(line)
+        batch: list[tuple[int, bytes]] = []
+        async for numbered in _lines(request.stream()):
+            batch.append(numbered)
             if len(batch) >= batch_size:
                 ins, upd = await anyio.to_thread.run_sync(records.import_lines, name, batch)
                 inserted, updated, batch = inserted + ins, updated + upd, []
@@ -202,8 +221,10 @@ class RecordController(Controller):
         return w.Success(data=w.ImportOut(inserted, updated))
 
 
-async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    """Non-blank lines with their 1-based line numbers in the whole body."""
     pending = b""
+    lineno = 0
     async for chunk in chunks:
         pending += chunk
         *complete, pending = pending.split(b"\n")
@@ -212,7 +233,8 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 f"an import line is longer than {MAX_IMPORT_LINE_BYTES} bytes; split the record"
             )
         for line in complete:
+            lineno += 1
             if line.strip():
-                yield line
+                yield lineno, line
     if pending.strip():
-        yield pending
+        yield lineno + 1, pending
