@@ -11,6 +11,7 @@ from msgspec import UNSET
 from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import collection_out
+from vecstore.api.openapi import ERROR_RESPONSES
 from vecstore.api.state import services_of
 from vecstore.domain import UNSET as DOMAIN_UNSET
 from vecstore.errors import BadRequest
@@ -20,7 +21,9 @@ class CollectionController(Controller):
     path = "/v1/collections"
     tags = ["collections"]
 
-    @post("/", opt={"role": "write"}, sync_to_thread=True, status_code=201)
+    @post(
+        "/", responses=ERROR_RESPONSES, opt={"role": "write"}, sync_to_thread=True, status_code=201
+    )
     def create(
         self, request: Request[Any, Any, Any], data: JSONBody[w.CreateCollectionIn]
     ) -> w.Success[w.CollectionOut]:
@@ -35,7 +38,7 @@ class CollectionController(Controller):
         )
         return w.Success(data=collection_out(info))
 
-    @get("/", opt={"role": "read"}, sync_to_thread=True)
+    @get("/", responses=ERROR_RESPONSES, opt={"role": "read"}, sync_to_thread=True)
     def list_collections(self, request: Request[Any, Any, Any]) -> w.Success[w.CollectionList]:
         principal = principal_of(request)
         infos = services_of(request.app.state).collections.list()
@@ -43,14 +46,14 @@ class CollectionController(Controller):
             data=w.CollectionList([collection_out(i) for i in infos if principal.can_see(i.name)])
         )
 
-    @get("/{name:str}", opt={"role": "read"}, sync_to_thread=True)
+    @get("/{name:str}", responses=ERROR_RESPONSES, opt={"role": "read"}, sync_to_thread=True)
     def read(
         self, request: Request[Any, Any, Any], name: FromPath[str]
     ) -> w.Success[w.CollectionOut]:
         check_scope(principal_of(request), name, write=False)
         return w.Success(data=collection_out(services_of(request.app.state).collections.get(name)))
 
-    @patch("/{name:str}", opt={"role": "write"}, sync_to_thread=True)
+    @patch("/{name:str}", responses=ERROR_RESPONSES, opt={"role": "write"}, sync_to_thread=True)
     def update(
         self,
         request: Request[Any, Any, Any],
@@ -70,7 +73,13 @@ class CollectionController(Controller):
         )
         return w.Success(data=collection_out(info))
 
-    @delete("/{name:str}", opt={"role": "admin"}, sync_to_thread=True, status_code=200)
+    @delete(
+        "/{name:str}",
+        responses=ERROR_RESPONSES,
+        opt={"role": "admin"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def drop(self, request: Request[Any, Any, Any], name: FromPath[str]) -> w.Success[w.Deleted]:
         check_scope(principal_of(request), name, write=True)
         services_of(request.app.state).collections.delete(name)

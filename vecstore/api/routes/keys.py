@@ -10,6 +10,7 @@ from litestar.params import FromPath, JSONBody
 
 from vecstore.api import schemas as w
 from vecstore.api.mappers import key_out
+from vecstore.api.openapi import ERROR_RESPONSES
 from vecstore.api.state import services_of
 
 
@@ -18,7 +19,7 @@ class KeyController(Controller):
     tags = ["keys"]
     opt = {"role": "admin"}
 
-    @post("/", sync_to_thread=True, status_code=201)
+    @post("/", sync_to_thread=True, responses=ERROR_RESPONSES, status_code=201)
     def create(
         self, request: Request[Any, Any, Any], data: JSONBody[w.CreateKeyIn]
     ) -> w.Success[w.KeyOut]:
@@ -31,16 +32,16 @@ class KeyController(Controller):
         )
         return w.Success(data=key_out(row, secret))
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, responses=ERROR_RESPONSES)
     def list_keys(self, request: Request[Any, Any, Any]) -> w.Success[w.KeyList]:
         rows = services_of(request.app.state).keys.list()
         return w.Success(data=w.KeyList([key_out(r) for r in rows]))
 
-    @get("/{key_id:str}", sync_to_thread=True)
+    @get("/{key_id:str}", sync_to_thread=True, responses=ERROR_RESPONSES)
     def read(self, request: Request[Any, Any, Any], key_id: FromPath[str]) -> w.Success[w.KeyOut]:
         return w.Success(data=key_out(services_of(request.app.state).keys.get(key_id)))
 
-    @patch("/{key_id:str}", sync_to_thread=True)
+    @patch("/{key_id:str}", sync_to_thread=True, responses=ERROR_RESPONSES)
     def update(
         self, request: Request[Any, Any, Any], key_id: FromPath[str], data: JSONBody[w.PatchKeyIn]
     ) -> w.Success[w.KeyOut]:
@@ -52,19 +53,19 @@ class KeyController(Controller):
         row = services_of(request.app.state).keys.update(key_id, changes)
         return w.Success(data=key_out(row))
 
-    @delete("/{key_id:str}", sync_to_thread=True, status_code=200)
+    @delete("/{key_id:str}", sync_to_thread=True, responses=ERROR_RESPONSES, status_code=200)
     def revoke(
         self, request: Request[Any, Any, Any], key_id: FromPath[str]
     ) -> w.Success[w.KeyDeleted]:
         services_of(request.app.state).keys.delete(key_id)
         return w.Success(data=w.KeyDeleted(id=key_id))
 
-    @post("/{key_id:str}/rotate", sync_to_thread=True, status_code=200)
+    @post("/{key_id:str}/rotate", sync_to_thread=True, responses=ERROR_RESPONSES, status_code=200)
     def rotate(self, request: Request[Any, Any, Any], key_id: FromPath[str]) -> w.Success[w.KeyOut]:
         row, secret = services_of(request.app.state).keys.rotate(key_id)
         return w.Success(data=key_out(row, secret))
 
-    @get("/{key_id:str}/usage", sync_to_thread=True)
+    @get("/{key_id:str}/usage", sync_to_thread=True, responses=ERROR_RESPONSES)
     def usage(
         self, request: Request[Any, Any, Any], key_id: FromPath[str]
     ) -> w.Success[w.KeyUsageOut]:

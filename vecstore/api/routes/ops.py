@@ -11,6 +11,7 @@ from litestar.response import Redirect
 from vecstore import __version__
 from vecstore.api import schemas as w
 from vecstore.api.auth import authenticate, principal_of
+from vecstore.api.openapi import ERROR_RESPONSES
 from vecstore.api.state import services_of
 from vecstore.errors import NotReady
 
@@ -27,7 +28,13 @@ def ready(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@get("/v1/health", opt={"role": "read"}, sync_to_thread=True, tags=["operations"])
+@get(
+    "/v1/health",
+    responses=ERROR_RESPONSES,
+    opt={"role": "read"},
+    sync_to_thread=True,
+    tags=["operations"],
+)
 def v1_health(request: Request[Any, Any, Any]) -> w.Success[w.HealthOut]:
     services = services_of(request.app.state)
     principal = principal_of(request)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import anyio.to_thread
 import msgspec
@@ -16,6 +15,8 @@ from msgspec import UNSET
 from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import record_out
+from vecstore.api.openapi import ERROR_RESPONSES
+from vecstore.api.paths import path_external_id
 from vecstore.api.state import services_of
 from vecstore.domain import UNSET as DOMAIN_UNSET
 from vecstore.errors import PayloadTooLarge
@@ -43,27 +44,17 @@ def _write_timing(timing: WriteTiming) -> w.WriteTiming:
     )
 
 
-def _path_id(request: Request[Any, Any, Any], routed: str) -> str:
-    """The external id exactly as the client percent-encoded it in the last path segment(s).
-
-    Litestar routes on the decoded path and normalises it (``//`` collapsed, a trailing ``/``
-    dropped), so an id holding ``/`` would be cut or mangled; the raw path keeps it intact.
-    """
-    raw = request.scope.get("raw_path")
-    if raw:
-        parts = bytes(raw).split(b"?", 1)[0].split(b"/")
-        # [..., b"v1", b"collections", name, b"vectors" | b"delete", id segments...]
-        for i in range(len(parts) - 4):
-            if parts[i] == b"v1" and parts[i + 1] == b"collections":
-                return unquote_to_bytes(b"/".join(parts[i + 4 :])).decode("utf-8", "replace")
-    return routed[1:] if routed.startswith("/") else routed
-
-
 class RecordController(Controller):
     path = "/v1/collections/{name:str}"
     tags = ["records"]
 
-    @post("/upsert", opt={"role": "write"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/upsert",
+        responses=ERROR_RESPONSES,
+        opt={"role": "write"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def upsert(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.UpsertIn]
     ) -> w.Success[w.UpsertOut]:
@@ -79,7 +70,13 @@ class RecordController(Controller):
             )
         )
 
-    @post("/bulk_upsert", opt={"role": "write"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/bulk_upsert",
+        responses=ERROR_RESPONSES,
+        opt={"role": "write"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def bulk_upsert(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.BulkUpsertIn]
     ) -> w.Success[w.BulkUpsertOut]:
@@ -99,7 +96,12 @@ class RecordController(Controller):
             )
         )
 
-    @get("/vectors/{external_id:path}", opt={"role": "read"}, sync_to_thread=True)
+    @get(
+        "/vectors/{external_id:path}",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+    )
     def read(
         self,
         request: Request[Any, Any, Any],
@@ -108,11 +110,17 @@ class RecordController(Controller):
         include_vector: FromQuery[bool] = True,
     ) -> w.Success[w.RecordOut]:
         check_scope(principal_of(request), name, write=False)
-        external_id = _path_id(request, external_id)
+        external_id = path_external_id(request, external_id)
         record = services_of(request.app.state).records.get(name, external_id, include_vector)
         return w.Success(data=record_out(record))
 
-    @post("/vectors/fetch", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/vectors/fetch",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def fetch(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.FetchIn]
     ) -> w.Success[w.FetchOut]:
@@ -123,17 +131,27 @@ class RecordController(Controller):
         return w.Success(data=w.FetchOut([record_out(r) for r in records], missing))
 
     @delete(
-        "/delete/{external_id:path}", opt={"role": "write"}, sync_to_thread=True, status_code=200
+        "/delete/{external_id:path}",
+        responses=ERROR_RESPONSES,
+        opt={"role": "write"},
+        sync_to_thread=True,
+        status_code=200,
     )
     def delete_one(
         self, request: Request[Any, Any, Any], name: FromPath[str], external_id: FromPath[str]
     ) -> w.Success[w.RecordDeleted]:
         check_scope(principal_of(request), name, write=True)
-        external_id = _path_id(request, external_id)
+        external_id = path_external_id(request, external_id)
         services_of(request.app.state).records.delete_one(name, external_id)
         return w.Success(data=w.RecordDeleted(external_id=external_id))
 
-    @post("/delete_batch", opt={"role": "write"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/delete_batch",
+        responses=ERROR_RESPONSES,
+        opt={"role": "write"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def delete_batch(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.DeleteBatchIn]
     ) -> w.Success[w.DeleteBatchOut]:
@@ -143,7 +161,13 @@ class RecordController(Controller):
         )
         return w.Success(data=w.DeleteBatchOut(deleted, missing, len(deleted)))
 
-    @post("/delete_by_filter", opt={"role": "write"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/delete_by_filter",
+        responses=ERROR_RESPONSES,
+        opt={"role": "write"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def delete_by_filter(
         self,
         request: Request[Any, Any, Any],
@@ -154,7 +178,13 @@ class RecordController(Controller):
         count = services_of(request.app.state).records.delete_by_filter(name, data.filters)
         return w.Success(data=w.DeletedCount(count))
 
-    @post("/scroll", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/scroll",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def scroll(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.ScrollIn]
     ) -> w.Success[w.ScrollOut]:
@@ -168,7 +198,13 @@ class RecordController(Controller):
         )
         return w.Success(data=w.ScrollOut([record_out(r) for r in records], cursor))
 
-    @post("/count", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/count",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def count(
         self,
         request: Request[Any, Any, Any],
@@ -181,7 +217,7 @@ class RecordController(Controller):
             data=w.CountOut(services_of(request.app.state).records.count(name, filters))
         )
 
-    @get("/export", opt={"role": "read"}, sync_to_thread=True)
+    @get("/export", responses=ERROR_RESPONSES, opt={"role": "read"}, sync_to_thread=True)
     def export(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Stream:
         check_scope(principal_of(request), name, write=False)
         batches = services_of(request.app.state).records.export(name)
@@ -198,6 +234,7 @@ class RecordController(Controller):
 
     @post(
         "/import",
+        responses=ERROR_RESPONSES,
         opt={"role": "write"},
         status_code=200,
         request_max_body_size=None,  # streamed in bounded batches: no whole-body limit

@@ -11,6 +11,8 @@ from msgspec import UNSET
 from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import hit_out, read_timing, rerank_hit
+from vecstore.api.openapi import ERROR_RESPONSES
+from vecstore.api.paths import path_external_id
 from vecstore.api.state import services_of
 from vecstore.errors import BadRequest
 from vecstore.services.search import Query
@@ -20,7 +22,13 @@ class SearchController(Controller):
     path = "/v1/collections/{name:str}"
     tags = ["search"]
 
-    @post("/search", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/search",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def search(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.SearchIn]
     ) -> w.Success[w.SearchOut]:
@@ -50,7 +58,13 @@ class SearchController(Controller):
             )
         )
 
-    @post("/bulk_search", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/bulk_search",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def bulk_search(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.BulkSearchIn]
     ) -> w.Success[w.BulkSearchOut]:
@@ -66,7 +80,11 @@ class SearchController(Controller):
         )
 
     @post(
-        "/recommend/{external_id:str}", opt={"role": "read"}, sync_to_thread=True, status_code=200
+        "/recommend/{external_id:path}",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+        status_code=200,
     )
     def recommend(
         self,
@@ -77,6 +95,7 @@ class SearchController(Controller):
         k: FromQuery[int | None] = None,
     ) -> w.Success[w.ResultsOut]:
         check_scope(principal_of(request), name, write=False)
+        external_id = path_external_id(request, external_id)
         body = data or w.RecommendIn()
         result = services_of(request.app.state).search.recommend(
             name,
@@ -92,7 +111,13 @@ class SearchController(Controller):
             )
         )
 
-    @post("/similarity", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/similarity",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def similarity(
         self,
         request: Request[Any, Any, Any],
@@ -109,7 +134,13 @@ class SearchController(Controller):
         score = services_of(request.app.state).search.similarity(name, first, second)
         return w.Success(data=w.SimilarityOut(score, first, second))
 
-    @post("/rerank", opt={"role": "read"}, sync_to_thread=True, status_code=200)
+    @post(
+        "/rerank",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+        status_code=200,
+    )
     def rerank(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.RerankIn]
     ) -> w.Success[w.RerankOut]:

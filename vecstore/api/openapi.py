@@ -1,0 +1,24 @@
+"""OpenAPI descriptions shared by routes: every error answers with the one error envelope."""
+
+from __future__ import annotations
+
+from litestar.openapi.datastructures import ResponseSpec
+
+from vecstore.api.schemas import ErrorEnvelope
+
+_DESCRIPTIONS = {
+    400: "Bad input: the message names the field and the fix",
+    401: "Missing, unknown, revoked or expired API key",
+    403: "The key lacks the role, or the collection is outside its scope",
+    404: "Not found (or outside the key's scope)",
+    409: "Conflict, e.g. a collection with that name exists",
+    413: "Request body too large",
+    422: "The body is not JSON or a field has the wrong type",
+    429: "Rate limited; see Retry-After",
+    503: "Not ready or unavailable; see Retry-After",
+}
+
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    status: ResponseSpec(data_container=ErrorEnvelope, description=text, generate_examples=False)
+    for status, text in _DESCRIPTIONS.items()
+}
