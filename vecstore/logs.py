@@ -38,3 +38,5 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # Alembic logs every migration step at INFO through its own loggers.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

@@ -213,17 +213,17 @@ class CollectionRuntime:
         q = self.to_index_space(query.reshape(-1))
         with self.table_lock.read():
             table = self.table
-            found_rows: list[int] = []
-            not_found: list[str] = []
-            for ext in external_ids:
-                row = table.row_by_external.get(ext)
-                if row is None:
-                    not_found.append(ext)
-                else:
-                    found_rows.append(row)
-            if not found_rows:
+            lookup = table.row_by_external.get
+            all_rows = np.fromiter(
+                (lookup(ext, -1) for ext in external_ids), dtype=np.int64, count=len(external_ids)
+            )
+            missing = all_rows < 0
+            not_found = (
+                [external_ids[i] for i in np.flatnonzero(missing).tolist()] if missing.any() else []
+            )
+            rows = all_rows[~missing]
+            if len(rows) == 0:
                 return [], not_found
-            rows = np.asarray(found_rows, dtype=np.int64)
             scores = self.scores(table.vectors[rows], q)
             order = np.argsort(-scores, kind="stable")
             return self._scored(rows[order], scores[order]), not_found

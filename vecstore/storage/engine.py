@@ -196,6 +196,8 @@ class StorageEngine:
                 runtime.index = index
                 runtime.checkpoint_seq = checkpoint_seq
                 runtime.sync_index_with_table()
+                # What the file lacks (fresh rows, tombstones) makes the next checkpoint due.
+                runtime.changes_since_checkpoint = runtime.fresh_count() + index.tombstones
                 log.info(
                     "collection %s: checkpoint loaded (%d indexed, %d fresh to replay)",
                     row.name,
@@ -207,7 +209,8 @@ class StorageEngine:
                 if table.alive_count:
                     log.warning("collection %s: rebuilding index (%s)", row.name, exc)
                     self.index_rebuilds += 1
-                runtime.changes_since_checkpoint = table.alive_count
+                # At least 1: a missing or damaged file is replaced even for an empty collection.
+                runtime.changes_since_checkpoint = max(1, table.alive_count)
         return runtime
 
     def _verify_checkpoint(
@@ -736,16 +739,18 @@ class StorageEngine:
     # -- stats ------------------------------------------------------------------------------------
     def stats(self, name: str) -> CollectionStats:
         runtime = self.runtime(name)
-        index = runtime.index
-        return CollectionStats(
-            name=runtime.name,
-            dim=runtime.dim,
-            metric=runtime.metric,
-            vector_count=runtime.vector_count,
-            index_type=runtime.params.type,
-            index_vectors=index.ntotal,
-            deleted_fraction=round(index.deleted_fraction, 6),
-        )
+        # Under the index lock: mid-batch, faiss counts vectors it has not linked in yet.
+        with runtime.index_lock.read():
+            index = runtime.index
+            return CollectionStats(
+                name=runtime.name,
+                dim=runtime.dim,
+                metric=runtime.metric,
+                vector_count=runtime.vector_count,
+                index_type=runtime.params.type,
+                index_vectors=index.ntotal,
+                deleted_fraction=round(index.deleted_fraction, 6),
+            )
 
     def iter_records(self, name: str, batch: int = 1000) -> Iterator[list[Record]]:
         after: str | None = None
