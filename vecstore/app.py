@@ -47,6 +47,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> AppS
             indexer_interval_s=settings.indexer_interval_s,
             indexer_batch_size=settings.indexer_batch_size,
             checkpoint_every_changes=settings.checkpoint_every_changes,
+            checkpoint_idle_s=settings.checkpoint_idle_s,
             compaction_threshold=settings.compaction_threshold,
             exact_filter_max_matches=settings.exact_filter_max_matches,
         )

@@ -47,6 +47,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     indexer_batch_size: int = 512
     # Checkpoint an index file after this many applied changes (and on shutdown).
     checkpoint_every_changes: int = 20000
+    # ... or once a collection has had no writes for this long.
+    checkpoint_idle_s: float = 5.0
     # Rebuild an index in the background when this fraction of its entries are tombstones.
     compaction_threshold: float = 0.2
     # Filtered search scans exactly when at most this many records match.

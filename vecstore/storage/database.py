@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,13 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+def migrations_dir() -> Path:
+    """The Alembic scripts: the repository's migrations/ in a checkout, else the installed copy."""
+    checkout = Path(__file__).resolve().parents[2] / "migrations"
+    if (checkout / "env.py").exists():
+        return checkout
+    installed = Path(str(importlib.resources.files("vecstore.migrations")))
+    return installed
 _SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
 
 
@@ -41,7 +48,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> sa.Engine:
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest Alembic revision."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
