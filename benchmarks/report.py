@@ -23,6 +23,10 @@ class Target:
             return False
         return self.reached >= self.goal if self.higher_is_better else self.reached <= self.goal
 
+    def show(self, value: float) -> str:
+        number = f"{value:.4f}" if not self.unit else _num(value)
+        return f"{number} {self.unit}".rstrip()
+
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "met": self.met}
 
@@ -68,7 +72,8 @@ def write(results: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{stem}.json"
     md_path = out_dir / f"{stem}.md"
-    json_path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    payload = {**results, "targets": [t.as_dict() for t in targets(results)]}
+    json_path.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
     md_path.write_text(markdown(results))
     return json_path, md_path
 
@@ -79,8 +84,7 @@ def targets_text(results: dict[str, Any]) -> str:
         cmp = ">=" if t.higher_is_better else "<="
         verdict = "met" if t.met else "MISSED"
         lines.append(
-            f"  {t.name:<46} {_num(t.reached):>12} {t.unit:<9} goal {cmp} {_num(t.goal)}"
-            f"  [{verdict}]"
+            f"  {t.name:<46} {t.show(t.reached):>18}  goal {cmp} {t.show(t.goal):<18} [{verdict}]"
         )
     return "\n".join(lines)
 
@@ -112,7 +116,7 @@ def markdown(results: dict[str, Any]) -> str:
     for t in targets(results):
         cmp = "≥" if t.higher_is_better else "≤"
         out.append(
-            f"| {t.name} | {_num(t.reached)} {t.unit} | {cmp} {_num(t.goal)} {t.unit} "
+            f"| {t.name} | {t.show(t.reached)} | {cmp} {t.show(t.goal)} "
             f"| {'yes' if t.met else '**no**'} |"
         )
     out += [
@@ -172,6 +176,17 @@ def markdown(results: dict[str, Any]) -> str:
         )
     out += ["", "See `benchmarks/README.md` for what each figure means.", ""]
     return "\n".join(out)
+
+
+def _finite(value: Any) -> Any:
+    """Strict JSON has no NaN: an undefined figure (e.g. p99 of zero calls) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _pair(lat: dict[str, float], sep: str = " / ") -> str:

@@ -23,13 +23,14 @@ from benchmarks.client import ApiClient
 from benchmarks.server import running_server
 
 COLLECTION = "bench"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run_core", description=__doc__)
     p.add_argument("--n", type=int, default=100_000, help="vectors to ingest")
     p.add_argument("--queries", type=int, default=500, help="distinct query vectors")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="default: benchmarks/results")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--ingest-threads", type=int, default=2)
@@ -48,6 +49,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="VECSTORE_X=VALUE",
         help="extra environment for the server (repeatable)",
     )
+    p.add_argument("--server-log", type=Path, default=None, help="keep the server's log here")
     args = p.parse_args(argv)
     if args.n < args.k or args.queries < 1:
         p.error("--n must be at least --k and --queries at least 1")
@@ -92,7 +94,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     with running_server(
-        startup_timeout_s=args.startup_timeout, extra_env=_env_pairs(args.server_env)
+        startup_timeout_s=args.startup_timeout,
+        extra_env=_env_pairs(args.server_env),
+        log_path=args.server_log,
     ) as server:
         _say(f"server ready at {server.base_url}")
         with ApiClient(server.base_url, server.key) as client:

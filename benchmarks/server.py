@@ -42,19 +42,21 @@ def running_server(
     startup_timeout_s: float = 60.0,
     stop_timeout_s: float = 30.0,
     extra_env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
 ) -> Iterator[ServerHandle]:
     """Run ``python -m vecstore serve`` on a free port with a throw-away data directory.
 
     Yields ``(base_url, admin_key)`` once ``GET /ready`` answers 200. On exit the server gets
     SIGTERM, then SIGKILL after ``stop_timeout_s``. If the block raises, the tail of the server's
-    log is printed to stderr.
+    log is printed to stderr. The log goes to ``log_path`` if given (kept), else into the
+    temporary directory (deleted with it).
     """
     key = secrets.token_urlsafe(32)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="vecstore-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        log_path = Path(tmp) / "server.log"
+        log_path = log_path or Path(tmp) / "server.log"
         env = {
             **os.environ,
             "VECSTORE_LOG_LEVEL": "WARNING",
