@@ -11,6 +11,7 @@ import anyio.to_thread
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from vecstore import __version__
 from vecstore.api.auth import require_role
@@ -121,6 +122,15 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Lites
             version=__version__,
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="apiKey", name="x-api-key", security_scheme_in="header"
+                    ),
+                    "bearer": SecurityScheme(type="http", scheme="bearer"),
+                }
+            ),
+            security=[{"apiKey": []}, {"bearer": []}],
         ),
         debug=False,
     )

@@ -45,6 +45,8 @@ async def require_role(
         raise NotReady("the server is still loading its collections")
     principal = await authenticate(connection)
     services.keys.authorize(principal, role)
+    if handler.opt.get("unscoped") and principal.scopes is not None:
+        raise Forbidden("only an admin key without collection scopes may manage API keys")
     services.keys.record_use(principal, connection.scope.get("path_template", "") or "")
     connection.state.principal = principal
 

@@ -75,6 +75,16 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         message = str(exc.detail) if exc.detail else type_.replace("_", " ")
         if status == 404 and message == "Not Found":
             message = f"no route matches {request.method} {request.url.path}"
+        elif status == 405:
+            allowed = (exc.headers or {}).get("allow", "")
+            message = f"{request.method} is not allowed on {request.url.path}" + (
+                f"; use {allowed}" if allowed else ""
+            )
+        elif status == 413:
+            message = (
+                "the request body is larger than the server's limit (max_body_bytes);"
+                " send fewer items per request, or stream large loads through import"
+            )
         return error_response(request, status, type_, message, dict(exc.headers or {}) or None)
     rid = request_id_of(request.scope)
     log.error(

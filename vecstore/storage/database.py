@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+
 def migrations_dir() -> Path:
     """The Alembic scripts: the repository's migrations/ in a checkout, else the installed copy."""
     checkout = Path(__file__).resolve().parents[2] / "migrations"
@@ -17,6 +18,8 @@ def migrations_dir() -> Path:
         return checkout
     installed = Path(str(importlib.resources.files("vecstore.migrations")))
     return installed
+
+
 _SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
 
 

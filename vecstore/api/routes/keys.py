@@ -17,7 +17,9 @@ from vecstore.api.state import services_of
 class KeyController(Controller):
     path = "/v1/admin/keys"
     tags = ["keys"]
-    opt = {"role": "admin"}
+    # Only an admin key without collection scopes manages keys: a scoped admin could otherwise
+    # issue itself an unscoped key.
+    opt = {"role": "admin", "unscoped": True}
 
     @post("/", sync_to_thread=True, responses=ERROR_RESPONSES, status_code=201)
     def create(
