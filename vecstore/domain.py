@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,19 @@ class IndexParams:
         if self.type == "hnsw_sq8":
             out["rescore_factor"] = self.rescore_factor
         return out
+
+
+class CollectionShape(Protocol):
+    """What a request needs to know of a collection: the hot paths read it from memory."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def metric(self) -> str: ...
+
+    @property
+    def embedding_model(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)

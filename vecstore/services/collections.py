@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from vecstore.domain import INDEX_TYPES, METRICS, CollectionInfo, IndexParams, Unset
+from vecstore.domain import (
+    INDEX_TYPES,
+    METRICS,
+    CollectionInfo,
+    CollectionShape,
+    IndexParams,
+    Unset,
+)
 from vecstore.errors import BadRequest, CollectionNotFound
 from vecstore.services.embedder import Embedder
 from vecstore.services.limits import Limits
@@ -99,6 +106,12 @@ class CollectionService:
             params=params,
             embedding_model=embedding_model,
         )
+
+    def live(self, name: str) -> CollectionShape:
+        """The collection's in-memory shape, without a database read (404 if absent)."""
+        if not NAME_RE.fullmatch(name):
+            raise CollectionNotFound(name)
+        return self.engine.runtime(name)
 
     def get(self, name: str) -> CollectionInfo:
         if not NAME_RE.fullmatch(name):

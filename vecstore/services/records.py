@@ -72,7 +72,7 @@ class RecordService:
         self, name: str, items: Sequence[UpsertItem], *, field: str = "items"
     ) -> tuple[WriteResult, WriteTiming]:
         started = time.perf_counter()
-        info = self.collections.get(name)
+        info = self.collections.live(name)
         if not items:
             raise BadRequest(f"'{field}' must hold at least one item")
         self.limits.check_count(field, len(items), self.limits.max_bulk_items)
@@ -127,7 +127,7 @@ class RecordService:
         return result, WriteTiming(embedding_ms, storage_ms, total_ms)
 
     def get(self, name: str, external_id: str, include_vector: bool) -> Record:
-        self.collections.get(name)
+        self.collections.live(name)
         found = self.engine.fetch(name, [external_id], include_vector)
         if external_id not in found:
             raise RecordNotFound(f"no record '{external_id}' in collection '{name}'")
@@ -136,7 +136,7 @@ class RecordService:
     def fetch(
         self, name: str, ids: Sequence[str], include_vectors: bool
     ) -> tuple[list[Record], list[str]]:
-        self.collections.get(name)
+        self.collections.live(name)
         self.limits.check_count("ids", len(ids), self.limits.max_bulk_items)
         found = self.engine.fetch(name, ids, include_vectors)
         records = [found[i] for i in dict.fromkeys(ids) if i in found]
@@ -144,18 +144,18 @@ class RecordService:
         return records, missing
 
     def delete_one(self, name: str, external_id: str) -> None:
-        self.collections.get(name)
+        self.collections.live(name)
         deleted, _ = self.engine.delete(name, [external_id])
         if not deleted:
             raise RecordNotFound(f"no record '{external_id}' in collection '{name}'")
 
     def delete_batch(self, name: str, ids: Sequence[str]) -> tuple[list[str], list[str]]:
-        self.collections.get(name)
+        self.collections.live(name)
         self.limits.check_count("external_ids", len(ids), self.limits.max_bulk_items)
         return self.engine.delete(name, ids)
 
     def delete_by_filter(self, name: str, filters: dict[str, Any]) -> int:
-        self.collections.get(name)
+        self.collections.live(name)
         node = parse_filter(filters)
         if node is None:
             raise BadRequest(
@@ -165,7 +165,7 @@ class RecordService:
         return self.engine.delete_by_filter(name, node)
 
     def count(self, name: str, filters: dict[str, Any] | None) -> int:
-        self.collections.get(name)
+        self.collections.live(name)
         return self.engine.count(name, parse_filter(filters))
 
     def scroll(
@@ -177,7 +177,7 @@ class RecordService:
         filters: dict[str, Any] | None,
         include_vectors: bool,
     ) -> tuple[list[Record], str | None]:
-        self.collections.get(name)
+        self.collections.live(name)
         self.limits.check_range("limit", limit, 1, self.limits.max_page)
         node: Node | None = parse_filter(filters)
         after = decode_cursor(cursor) if cursor else None
@@ -187,7 +187,7 @@ class RecordService:
         return records, encode_cursor(last) if last is not None else None
 
     def export(self, name: str) -> Iterator[list[Record]]:
-        self.collections.get(name)
+        self.collections.live(name)
         return self.engine.iter_records(name)
 
     def import_lines(
@@ -198,7 +198,7 @@ class RecordService:
         ``lines`` holds raw lines, or ``(line number, line)`` pairs when the caller feeds one
         stream in several calls: every error then names the line's number in the whole body.
         """
-        info = self.collections.get(name)
+        info = self.collections.live(name)
         inserted = updated = 0
         batch: list[UpsertItem] = []
         for position, entry in enumerate(lines, start=1):

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from vecstore.domain import CollectionInfo, Hit
+from vecstore.domain import CollectionShape, Hit
 from vecstore.errors import BadRequest, RecordNotFound
 from vecstore.services.collections import CollectionService
 from vecstore.services.limits import Limits
@@ -62,7 +62,7 @@ class SearchService:
         self.resolver = resolver
         self.limits = limits
 
-    def _resolve(self, info: CollectionInfo, query: Query) -> tuple[np.ndarray, float]:
+    def _resolve(self, info: CollectionShape, query: Query) -> tuple[np.ndarray, float]:
         return self.resolver.resolve(
             query.vector,
             query.text,
@@ -84,7 +84,7 @@ class SearchService:
     def to_hits(
         self,
         name: str,
-        info: CollectionInfo,
+        info: CollectionShape,
         rows: Sequence[ScoredRow],
         *,
         include_vectors: bool = False,
@@ -131,7 +131,7 @@ class SearchService:
         include_count: bool = False,
     ) -> SearchResult:
         started = time.perf_counter()
-        info = self.collections.get(name)
+        info = self.collections.live(name)
         self._check_k(k, offset)
         if ef_search is not None:
             self.limits.check_range("ef_search", ef_search, 1, 10000)
@@ -156,7 +156,7 @@ class SearchService:
         self, name: str, queries: Sequence[tuple[Query, int, dict[str, Any] | None]]
     ) -> tuple[list[list[Hit]], ReadTiming]:
         started = time.perf_counter()
-        info = self.collections.get(name)
+        info = self.collections.live(name)
         self.limits.check_count("queries", len(queries), self.limits.max_bulk_queries)
         embedding_ms = search_ms = 0.0
         out: list[list[Hit]] = []
@@ -188,7 +188,7 @@ class SearchService:
         exclude_self: bool,
     ) -> SearchResult:
         started = time.perf_counter()
-        info = self.collections.get(name)
+        info = self.collections.live(name)
         self._check_k(k)
         node = parse_filter(filters)
         runtime = self.engine.runtime(name)
@@ -207,7 +207,7 @@ class SearchService:
         )
 
     def similarity(self, name: str, id1: str, id2: str) -> float:
-        self.collections.get(name)
+        self.collections.live(name)
         runtime = self.engine.runtime(name)
         first = runtime.index_vector_of(id1)
         second = runtime.index_vector_of(id2)
@@ -229,7 +229,7 @@ class SearchService:
         include_vectors: bool = False,
     ) -> RerankResult:
         started = time.perf_counter()
-        info = self.collections.get(name)
+        info = self.collections.live(name)
         self.limits.check_count("candidates", len(candidates), self.limits.max_candidates)
         if top_k is not None and top_k < 1:
             raise BadRequest("'top_k' must be 1 or more")

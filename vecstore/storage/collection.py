@@ -39,6 +39,7 @@ class CollectionRuntime:
     dim: int
     metric: str
     params: IndexParams
+    embedding_model: str | None = None
     exact_filter_max_matches: int = 20000
     table: VectorTable = field(init=False)
     index: VectorIndex = field(init=False)

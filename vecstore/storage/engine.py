@@ -252,6 +252,7 @@ class StorageEngine:
             dim=row.dim,
             metric=row.distance_metric,
             params=params,
+            embedding_model=row.embedding_model,
             exact_filter_max_matches=self.config.exact_filter_max_matches,
         )
 
