@@ -729,3 +729,18 @@ def test_similarity_errors(client: Client, make_collection: MakeCollection) -> N
     _error(client.post("/v1/collections/sim/similarity", json={"id1": "x"}), 400)
     _error(client.post("/v1/collections/sim/similarity"), 400)
     _error(client.post("/v1/collections/nope/similarity", json={"id1": "x", "id2": "y"}), 404)
+
+
+def test_cosine_search_handles_vectors_near_the_float32_limit(
+    client: TestClient[Litestar], make_collection: Any
+) -> None:
+    # Regression: the norm was computed in float32 and overflowed to inf, zeroing the vector.
+    make_collection("huge", dim=3)
+    big = [3e38, 1e38, 0.0]
+    r = client.post("/v1/collections/huge/upsert", json={"external_id": "big", "vector": big})
+    assert r.status_code == 200, r.text
+    client.post("/v1/collections/huge/upsert", json={"external_id": "other", "vector": [0, 0, 1]})
+    hits = client.post("/v1/collections/huge/search", json={"vector": [3, 1, 0], "k": 2})
+    results = hits.json()["data"]["results"]
+    assert results[0]["external_id"] == "big"
+    assert results[0]["score"] == pytest.approx(1.0, abs=1e-6)

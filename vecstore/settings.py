@@ -45,6 +45,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Background indexer: how often it looks for fresh vectors, and how many it adds per lock hold.
     indexer_interval_s: float = 0.2
     indexer_batch_size: int = 512
+    # While writes stream in, up to this many new vectors may wait in the exactly scanned fresh
+    # segment; they are indexed once writes pause for indexer_defer_s.
+    indexer_fresh_max: int = 50000
+    indexer_defer_s: float = 1.0
     # Checkpoint an index file after this many applied changes (and on shutdown).
     checkpoint_every_changes: int = 20000
     # ... or once a collection has had no writes for this long.

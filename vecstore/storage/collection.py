@@ -20,6 +20,7 @@ from vecstore.storage.rwlock import RWLock
 from vecstore.storage.vector_index import VectorIndex
 from vecstore.storage.vector_table import VectorTable
 
+_SCAN_CHUNK = 32768
 MIN_TRAINING_VECTORS = 1024
 MAX_TRAINING_VECTORS = 65536
 
@@ -62,8 +63,10 @@ class CollectionRuntime:
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.metric != "cosine":
             return vectors
-        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-        out: FloatArray = (vectors / np.maximum(norms, np.float32(1e-30))).astype(np.float32)
+        # In float64: the norm of large float32 values overflows float32.
+        wide = vectors.astype(np.float64)
+        norms = np.sqrt(np.einsum("...i,...i->...", wide, wide))[..., None]
+        out: FloatArray = (wide / np.maximum(norms, 1e-300)).astype(np.float32)
         return out
 
     def scores(self, vectors: FloatArray, query: FloatArray) -> np.ndarray:
@@ -123,7 +126,7 @@ class CollectionRuntime:
                 if exact or len(allowed_rows) <= self.exact_filter_max_matches:
                     return self._top(allowed_rows, q, n)
             elif exact:
-                return self._top(np.flatnonzero(table.alive), q, n)
+                return self._top(self._scan_rows(0, table.size, q, n), q, n)
             with self.index_lock.read():
                 return self._index_search(q, n, ef_search, allowed_rows)
 
@@ -134,7 +137,7 @@ class CollectionRuntime:
         fresh_start = table.first_row_after(index.watermark)
         alive = table.alive
         if allowed_rows is None:
-            fresh_rows = fresh_start + np.flatnonzero(alive[fresh_start:])
+            fresh_rows = self._scan_rows(fresh_start, table.size, q, n)
             indexed_available = int(np.count_nonzero(alive[:fresh_start]))
             mask = None
         else:
@@ -159,7 +162,7 @@ class CollectionRuntime:
                     # Tombstones not yet applied, or a graph that cannot reach enough allowed
                     # points: fall back to an exact scan of the indexed part, never under-fill.
                     if allowed_rows is None:
-                        candidates = np.flatnonzero(alive[:fresh_start])
+                        candidates = self._scan_rows(0, fresh_start, q, n)
                     else:
                         candidates = allowed_rows[allowed_rows < fresh_start]
                     break
@@ -173,11 +176,24 @@ class CollectionRuntime:
         table = self.table
         rows = np.unique(rows)  # sorted by row == by internal id: a stable tie-break
         scores = self.scores(table.vectors[rows], q)
-        if len(rows) > n:
-            part = np.argpartition(-scores, n - 1)[:n]
-            rows, scores = rows[part], scores[part]
-        order = np.lexsort((rows, -scores))
+        keep = _best(scores, n)
+        rows, scores = rows[keep], scores[keep]
+        order = np.lexsort((rows, -scores))[:n]
         return self._scored(rows[order], scores[order])
+
+    def _scan_rows(self, start: int, stop: int, q: FloatArray, n: int) -> np.ndarray:
+        """The best ``n`` live rows in ``[start, stop)`` (ties kept), scored on views of the
+        table in chunks: no copy of the scanned vectors, bounded temporary memory."""
+        table = self.table
+        found: list[np.ndarray] = []
+        for lo in range(start, stop, _SCAN_CHUNK):
+            hi = min(lo + _SCAN_CHUNK, stop)
+            scores = self.scores(table.vectors[lo:hi], q)
+            scores[~table.alive[lo:hi]] = -np.inf
+            keep = _best(scores, n)
+            keep = keep[np.isfinite(scores[keep])]
+            found.append(lo + keep)
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
     def _scored(self, rows: np.ndarray, scores: np.ndarray) -> list[ScoredRow]:
         """Rows (already ordered) to results; bulk ``tolist`` keeps numpy out of the loop."""
@@ -242,8 +258,9 @@ class CollectionRuntime:
             start = self.table.first_row_after(self.index.watermark)
             return int(np.count_nonzero(self.table.alive[start:]))
 
-    def index_step(self, batch_size: int) -> bool:
-        """Move up to ``batch_size`` fresh rows into the index; True if it did any work."""
+    def index_step(self, batch_size: int, keep_fresh: int = 0) -> bool:
+        """Move up to ``batch_size`` fresh rows into the index, leaving at least ``keep_fresh``
+        of the newest in the fresh segment; True if it did any work."""
         did = self._apply_pending_kills()
         with self.table_lock.read():
             table = self.table
@@ -257,7 +274,7 @@ class CollectionRuntime:
                 sample = table.vectors[rows[:MAX_TRAINING_VECTORS]].copy()
                 with self.index_lock.write():
                     self.index.train(sample)
-            rows = rows[:batch_size]
+            rows = rows[: max(0, min(batch_size, len(rows) - keep_fresh))]
             if len(rows) == 0:
                 return did
             ids = table.ids[rows].copy()
@@ -320,3 +337,11 @@ class CollectionRuntime:
                 self.table.compact()
             return True
         return False
+
+
+def _best(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest scores and of every score tied with the n-th."""
+    if len(scores) <= n:
+        return np.arange(len(scores))
+    threshold = -np.partition(-scores, n - 1)[n - 1]
+    return np.flatnonzero(scores >= threshold)

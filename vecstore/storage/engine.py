@@ -94,6 +94,8 @@ class EngineConfig:
     checkpoint_idle_s: float = 5.0
     compaction_threshold: float = 0.2
     exact_filter_max_matches: int = 20000
+    indexer_defer_s: float = 1.0
+    indexer_fresh_max: int = 50000
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,16 +687,29 @@ class StorageEngine:
                 if self._stop.is_set():
                     return
                 try:
-                    self.maintain(runtime)
+                    self.maintain(runtime, defer=True)
                 except Exception:
                     log.exception("background maintenance of %s failed", runtime.name)
 
-    def maintain(self, runtime: CollectionRuntime, *, force_checkpoint: bool = False) -> None:
-        """One round of background work on a collection (also called directly by tests)."""
+    def maintain(
+        self, runtime: CollectionRuntime, *, force_checkpoint: bool = False, defer: bool = False
+    ) -> None:
+        """One round of background work on a collection (also called directly by tests).
+
+        ``defer``: while writes are streaming in, leave up to ``indexer_fresh_max`` vectors in
+        the exactly scanned fresh segment, so HNSW insertion does not compete with ingest for
+        the CPU; they are indexed once writes pause for ``indexer_defer_s``.
+        """
         with runtime.indexer_mutex:
             if self._runtimes.get(runtime.name) is not runtime:
                 return  # dropped meanwhile
-            while runtime.index_step(self.config.indexer_batch_size):
+            keep_fresh = 0
+            if (
+                defer
+                and time.monotonic() - runtime.last_change_monotonic < self.config.indexer_defer_s
+            ):
+                keep_fresh = self.config.indexer_fresh_max
+            while runtime.index_step(self.config.indexer_batch_size, keep_fresh):
                 if self._stop.is_set():
                     break
             index = runtime.index
