@@ -22,8 +22,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from vecstore.domain import IndexParams, RecordWrite
-from vecstore.storage.collection import ScoredRow
+from vecstore.domain import Hit, IndexParams, RecordWrite
 from vecstore.storage.engine import EngineConfig, StorageEngine
 from vecstore.storage.filters import parse_filter
 from vecstore.storage.vector_index import VectorIndex
@@ -184,16 +183,16 @@ class Reader:
         self.rng = np.random.default_rng(2000 + number)
         self.operations = 0
 
-    def check_row(self, collection: str, row: ScoredRow, query: np.ndarray) -> dict[str, Any]:
+    def check_row(self, collection: str, row: Hit, query: np.ndarray) -> dict[str, Any]:
         assert self.shared.was_attempted((collection, row.external_id)), row.external_id
-        meta: dict[str, Any] = _decode(row.metadata_json)
+        meta: dict[str, Any] = row.metadata
         assert row.external_id.startswith(f"w{meta['w']}-")
         vector = vector_for(collection, row.external_id, meta["v"])
         metric = COLLECTIONS[collection][0]
         assert close(row.score, exact_score(metric, vector, query)), (row, meta)
         return meta
 
-    def check_rows(self, collection: str, rows: list[ScoredRow], query: np.ndarray) -> None:
+    def check_rows(self, collection: str, rows: list[Hit], query: np.ndarray) -> None:
         ids = [r.external_id for r in rows]
         assert len(set(ids)) == len(ids), ids
         for a, b in itertools.pairwise(rows):
@@ -227,7 +226,7 @@ class Reader:
                 rows = self.engine.search(collection, query, k, node=node)
                 assert len(rows) <= k
                 self.check_rows(collection, rows, query)
-                assert all(_decode(r.metadata_json)["g"] == g for r in rows)
+                assert all(r.metadata["g"] == g for r in rows)
             elif kind == 3:
                 exts = self.random_exts()
                 rows, missing = self.engine.runtime(collection).rerank(query, exts)

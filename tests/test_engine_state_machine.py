@@ -30,9 +30,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from vecstore.domain import UNSET, IndexParams, RecordWrite, Unset
+from vecstore.domain import UNSET, Hit, IndexParams, RecordWrite, Unset
 from vecstore.errors import CollectionNotFound, Conflict
-from vecstore.storage.collection import MIN_TRAINING_VECTORS, ScoredRow
+from vecstore.storage.collection import MIN_TRAINING_VECTORS
 from vecstore.storage.engine import EngineConfig, StorageEngine
 from vecstore.storage.filters import parse_filter
 from vecstore.storage.vector_index import VectorIndex
@@ -167,18 +167,18 @@ def close(a: float, b: float) -> bool:
     return abs(a - b) <= TOL * (1.0 + abs(b))
 
 
-def check_rows_are_exact(rows: list[ScoredRow], coll: Coll, scores: dict[str, float]) -> None:
+def check_rows_are_exact(rows: list[Hit], coll: Coll, scores: dict[str, float]) -> None:
     ids = [r.external_id for r in rows]
     assert len(set(ids)) == len(ids), f"duplicate ids in {ids}"
     for r in rows:
         assert r.external_id in scores, f"{r.external_id} is not a live/allowed record"
         assert close(r.score, scores[r.external_id]), (r.external_id, r.score, scores)
-        assert _decode(r.metadata_json) == coll.records[r.external_id].metadata
+        assert r.metadata == coll.records[r.external_id].metadata
     for a, b in pairwise(rows):
         assert a.score >= b.score, "results are not sorted by score"
 
 
-def check_top_k(rows: list[ScoredRow], coll: Coll, scores: dict[str, float], k: int) -> None:
+def check_top_k(rows: list[Hit], coll: Coll, scores: dict[str, float], k: int) -> None:
     """Exact top-k: same score multiset as brute force; strictly better ids must all be there."""
     expected_n = min(k, len(scores))
     assert len(rows) == expected_n

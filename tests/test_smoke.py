@@ -20,7 +20,10 @@ def test_create_upsert_search_rerank(
             json={"external_id": f"d{i}", "vector": vec, "metadata": {"i": i}},
         )
         assert r.status_code == 200, r.text
-        assert r.json() == {"status": "success", "data": {"external_id": f"d{i}", "status": "inserted"}}
+        assert r.json() == {
+            "status": "success",
+            "data": {"external_id": f"d{i}", "status": "inserted"},
+        }
     r = client.post("/v1/collections/docs/search", json={"vector": [1, 0, 0], "k": 2})
     assert [h["external_id"] for h in r.json()["data"]["results"]] == ["d0", "d2"]
     flush_indexes(app)

@@ -15,7 +15,6 @@ from vecstore.errors import BadRequest, RecordNotFound
 from vecstore.services.collections import CollectionService
 from vecstore.services.limits import Limits
 from vecstore.services.vectors import QueryResolver, finite_or_none
-from vecstore.storage.collection import ScoredRow
 from vecstore.storage.engine import StorageEngine
 from vecstore.storage.filters import parse_filter
 
@@ -84,22 +83,12 @@ class SearchService:
     def to_hits(
         self,
         name: str,
-        info: CollectionShape,
-        rows: Sequence[ScoredRow],
+        hits: list[Hit],
         *,
         include_vectors: bool = False,
         include_content: bool = False,
     ) -> list[Hit]:
-        hits = [
-            Hit(
-                external_id=r.external_id,
-                score=r.score,
-                internal_id=r.internal_id,
-                metadata=_decode(r.metadata_json) if r.metadata_json else {},
-                distance=-r.score if info.metric == "l2" else None,
-            )
-            for r in rows
-        ]
+        """Attach stored content and raw vectors to hits, when asked for."""
         if hits and (include_vectors or include_content):
             runtime = self.engine.runtime(name)
             records = self.engine.fetch_by_internal(
@@ -147,7 +136,7 @@ class SearchService:
         search_ms = (time.perf_counter() - t0) * 1000
         total = self.engine.count(name, node) if include_count else None
         hits = self.to_hits(
-            name, info, rows, include_vectors=include_vectors, include_content=include_content
+            name, rows, include_vectors=include_vectors, include_content=include_content
         )
         total_ms = (time.perf_counter() - started) * 1000
         return SearchResult(hits, ReadTiming(embedding_ms, search_ms, total_ms), total)
@@ -174,7 +163,7 @@ class SearchService:
             t0 = time.perf_counter()
             rows = self.engine.search(name, vector, k, node=node)
             search_ms += (time.perf_counter() - t0) * 1000
-            out.append(self.to_hits(name, info, rows))
+            out.append(self.to_hits(name, rows))
         total_ms = (time.perf_counter() - started) * 1000
         return out, ReadTiming(embedding_ms, search_ms, total_ms)
 
@@ -188,7 +177,7 @@ class SearchService:
         exclude_self: bool,
     ) -> SearchResult:
         started = time.perf_counter()
-        info = self.collections.live(name)
+        self.collections.live(name)
         self._check_k(k)
         node = parse_filter(filters)
         runtime = self.engine.runtime(name)
@@ -201,7 +190,7 @@ class SearchService:
         if exclude_self:
             rows = [r for r in rows if r.internal_id != internal_id][:k]
         search_ms = (time.perf_counter() - t0) * 1000
-        hits = self.to_hits(name, info, rows)
+        hits = self.to_hits(name, rows)
         return SearchResult(
             hits, ReadTiming(0.0, search_ms, (time.perf_counter() - started) * 1000)
         )
@@ -243,6 +232,6 @@ class SearchService:
         if top_k is not None:
             rows = rows[:top_k]
         search_ms = (time.perf_counter() - t0) * 1000
-        hits = self.to_hits(name, info, rows, include_vectors=include_vectors)
+        hits = self.to_hits(name, rows, include_vectors=include_vectors)
         total_ms = (time.perf_counter() - started) * 1000
         return RerankResult(hits, not_found, ReadTiming(embedding_ms, search_ms, total_ms))

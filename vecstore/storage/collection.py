@@ -12,25 +12,19 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
-from vecstore.domain import FloatArray, IdArray, IndexParams
+from vecstore.domain import FloatArray, Hit, IdArray, IndexParams
 from vecstore.storage.filters import Node
 from vecstore.storage.rwlock import RWLock
 from vecstore.storage.vector_index import VectorIndex
 from vecstore.storage.vector_table import VectorTable
 
 _SCAN_CHUNK = 32768
+_decode_many = msgspec.json.Decoder(list[dict[str, object]]).decode
 MIN_TRAINING_VECTORS = 1024
 MAX_TRAINING_VECTORS = 65536
-
-
-@dataclass(slots=True)
-class ScoredRow:
-    internal_id: int
-    external_id: str
-    score: float
-    metadata_json: bytes
 
 
 @dataclass
@@ -115,7 +109,7 @@ class CollectionRuntime:
         ef_search: int | None = None,
         exact: bool = False,
         node: Node | None = None,
-    ) -> list[ScoredRow]:
+    ) -> list[Hit]:
         """Top ``n`` rows by exact score; ``node`` restricts them to a filter's matches."""
         q = self.to_index_space(query.reshape(-1))
         with self.table_lock.read():
@@ -132,7 +126,7 @@ class CollectionRuntime:
 
     def _index_search(
         self, q: FloatArray, n: int, ef_search: int | None, allowed_rows: np.ndarray | None
-    ) -> list[ScoredRow]:
+    ) -> list[Hit]:
         table, index = self.table, self.index
         fresh_start = table.first_row_after(index.watermark)
         alive = table.alive
@@ -170,7 +164,7 @@ class CollectionRuntime:
                 fetch = min(max(fetch, n) * 2, indexed_available + index.tombstones)
         return self._top(np.concatenate([candidates, fresh_rows]), q, n)
 
-    def _top(self, rows: np.ndarray, q: FloatArray, n: int) -> list[ScoredRow]:
+    def _top(self, rows: np.ndarray, q: FloatArray, n: int) -> list[Hit]:
         if len(rows) == 0 or n <= 0:
             return []
         table = self.table
@@ -195,14 +189,19 @@ class CollectionRuntime:
             found.append(lo + keep)
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
-    def _scored(self, rows: np.ndarray, scores: np.ndarray) -> list[ScoredRow]:
+    def _scored(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
         """Rows (already ordered) to results; bulk ``tolist`` keeps numpy out of the loop."""
         table = self.table
         ext, meta = table.external_ids, table.metadata_json
+        row_list = rows.tolist()
+        # One decode of a JSON array instead of one call per hit.
+        metadata = _decode_many(b"[" + b",".join(meta[r] or b"{}" for r in row_list) + b"]")
+        score_list = scores.tolist()
+        distances = [-s for s in score_list] if self.metric == "l2" else [None] * len(row_list)
         return [
-            ScoredRow(iid, ext[r], s, meta[r])
-            for iid, r, s in zip(
-                table.ids[rows].tolist(), rows.tolist(), scores.tolist(), strict=True
+            Hit(ext[r], s, iid, md, dist)
+            for iid, r, s, md, dist in zip(
+                table.ids[rows].tolist(), row_list, score_list, metadata, distances, strict=True
             )
         ]
 
@@ -223,9 +222,7 @@ class CollectionRuntime:
         with self.table_lock.read():
             return len(self._matching_rows(node))
 
-    def rerank(
-        self, query: FloatArray, external_ids: list[str]
-    ) -> tuple[list[ScoredRow], list[str]]:
+    def rerank(self, query: FloatArray, external_ids: list[str]) -> tuple[list[Hit], list[str]]:
         """Exact scores of the named records, sorted descending (ties keep input order)."""
         q = self.to_index_space(query.reshape(-1))
         with self.table_lock.read():

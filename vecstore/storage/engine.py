@@ -26,6 +26,7 @@ from vecstore.domain import (
     CollectionInfo,
     CollectionStats,
     FloatArray,
+    Hit,
     IndexParams,
     Record,
     RecordWrite,
@@ -33,7 +34,7 @@ from vecstore.domain import (
 )
 from vecstore.errors import CollectionNotFound, Conflict, NotReady
 from vecstore.storage import schema as t
-from vecstore.storage.collection import CollectionRuntime, ScoredRow
+from vecstore.storage.collection import CollectionRuntime
 from vecstore.storage.database import create_engine, migrate
 from vecstore.storage.filters import Node, compile_sqlite
 from vecstore.storage.vector_index import CheckpointError, VectorIndex
@@ -676,7 +677,7 @@ class StorageEngine:
         node: Node | None = None,
         exact: bool = False,
         ef_search: int | None = None,
-    ) -> list[ScoredRow]:
+    ) -> list[Hit]:
         runtime = self.runtime(name)
         return runtime.search(query, n, ef_search=ef_search, exact=exact, node=node)
 
