@@ -146,6 +146,11 @@ class CollectionRuntime:
             fetch = min(n * factor, indexed_available)
             needed = min(n, indexed_available)
             ef = max(ef_search or self.params.ef_search, fetch)
+            if mask is not None and index.is_hnsw:
+                # A selector hides most of the graph's neighbours: widen the beam by the
+                # inverse selectivity (at most 16x) so recall holds on filtered searches.
+                selectivity = indexed_available / max(1, index.alive_count)
+                ef = min(index.ntotal, int(ef * min(16.0, 1.0 / max(selectivity, 1e-9))))
             while True:
                 ids = index.search(q, fetch, ef_search=ef, allowed=mask)
                 rows = table.rows_for_ids(ids)
