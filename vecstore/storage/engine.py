@@ -594,37 +594,30 @@ class StorageEngine:
     def fetch(
         self, name: str, external_ids: Sequence[str], include_vectors: bool
     ) -> dict[str, Record]:
-        runtime = self.runtime(name)
-        out: dict[str, Record] = {}
-        unique = list(dict.fromkeys(external_ids))
-        with self.db.connect() as conn:
-            for chunk in _chunks(unique):
-                for r in conn.execute(
-                    sa.select(*self._record_columns(include_vectors))
-                    .select_from(_with_vectors() if include_vectors else t.records)
-                    .where(
-                        t.records.c.collection_id == runtime.id,
-                        t.records.c.external_id.in_(chunk),
-                    )
-                ):
-                    out[r.external_id] = self._to_record(r, include_vectors)
-        return out
+        rows = self._fetch_rows(
+            self.runtime(name).id, t.records.c.external_id, external_ids, include_vectors
+        )
+        return {r.external_id: self._to_record(r, include_vectors) for r in rows}
 
     def fetch_by_internal(
         self, runtime: CollectionRuntime, internal_ids: Sequence[int], include_vectors: bool
     ) -> dict[int, Record]:
-        out: dict[int, Record] = {}
+        rows = self._fetch_rows(runtime.id, t.records.c.internal_id, internal_ids, include_vectors)
+        return {int(r.internal_id): self._to_record(r, include_vectors) for r in rows}
+
+    def _fetch_rows(
+        self, cid: int, key: Any, values: Sequence[Any], include_vectors: bool
+    ) -> list[Any]:
+        out: list[Any] = []
         with self.db.connect() as conn:
-            for chunk in _chunks(list(internal_ids)):
-                for r in conn.execute(
-                    sa.select(*self._record_columns(include_vectors))
-                    .select_from(_with_vectors() if include_vectors else t.records)
-                    .where(
-                        t.records.c.collection_id == runtime.id,
-                        t.records.c.internal_id.in_(chunk),
+            for chunk in _chunks(list(dict.fromkeys(values))):
+                out.extend(
+                    conn.execute(
+                        sa.select(*self._record_columns(include_vectors))
+                        .select_from(_with_vectors() if include_vectors else t.records)
+                        .where(t.records.c.collection_id == cid, key.in_(chunk))
                     )
-                ):
-                    out[int(r.internal_id)] = self._to_record(r, include_vectors)
+                )
         return out
 
     def scroll(
