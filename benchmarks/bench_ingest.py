@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
+
+import numpy as np
 
 from benchmarks import datasets
 from benchmarks.client import ApiClient, data_of, encode
@@ -15,21 +18,30 @@ from benchmarks.server import ServerHandle
 _POLL_INTERVAL_S = 0.25
 
 
-def encode_batches(ds: Dataset, collection: str, batch_size: int) -> list[Request]:
-    """Every ``bulk_upsert`` body, encoded up front so the client does not compete for CPU."""
+def encode_batches(
+    ds: Dataset, collection: str, batch_size: int, vector_encoding: str = "floats"
+) -> list[Request]:
+    """Every ``bulk_upsert`` body, encoded up front so the client does not compete for CPU.
+
+    ``vector_encoding``: "floats" (JSON float lists) or "base64" (little-endian float32).
+    """
     path = f"/v1/collections/{collection}/bulk_upsert"
     out: list[Request] = []
     for start in range(0, ds.n, batch_size):
         stop = min(start + batch_size, ds.n)
+        rows: list[Any]
+        if vector_encoding == "base64":
+            wire = np.asarray(datasets.to_wire_rows(ds.vectors[start:stop]), dtype="<f4")
+            rows = [base64.b64encode(row.tobytes()).decode() for row in wire]
+        else:
+            rows = list(datasets.to_wire_rows(ds.vectors[start:stop]))
         items = [
             {
                 "external_id": datasets.external_id(i),
                 "vector": vec,
                 "metadata": datasets.metadata(i),
             }
-            for i, vec in zip(
-                range(start, stop), datasets.to_wire_rows(ds.vectors[start:stop]), strict=True
-            )
+            for i, vec in zip(range(start, stop), rows, strict=True)
         ]
         out.append(Request(path, encode({"items": items})))
     return out
@@ -43,9 +55,10 @@ def ingest(
     batch_size: int,
     threads: int,
     time_budget_s: float,
+    vector_encoding: str = "floats",
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    batches = encode_batches(ds, collection, batch_size)
+    batches = encode_batches(ds, collection, batch_size, vector_encoding)
     encode_s = time.perf_counter() - t0
     result = run_load(
         server,
@@ -60,6 +73,7 @@ def ingest(
     )
     return {
         "vectors": ds.n,
+        "vector_encoding": vector_encoding,
         "written": written,
         "batches": len(batches),
         "batch_size": batch_size,

@@ -60,6 +60,9 @@ class ApiClient:
     def get(self, path: str) -> Any:
         return data_of(self._send("GET", path, None))
 
+    def delete(self, path: str) -> Any:
+        return data_of(self._send("DELETE", path, None))
+
     def get_health(self) -> bytes:
         """``GET /health`` (no auth, trivially cheap): opens the keep-alive connection."""
         return self._send("GET", "/health", None)

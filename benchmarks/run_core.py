@@ -124,6 +124,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"after {results['indexing']['seconds_after_ingest']:.1f} s"
         )
 
+        # The same ingest with base64 float32 vectors, into a scratch collection dropped at once
+        # (so its indexing does not run under the search measurements).
+        scratch = COLLECTION + "-base64"
+        with ApiClient(server.base_url, server.key) as client:
+            client.post("/v1/collections", {"name": scratch, "dim": ds.dim})
+        _say("ingest again with base64 vectors")
+        results["ingest_base64"] = ingest(
+            server,
+            ds,
+            collection=scratch,
+            batch_size=args.batch_size,
+            threads=args.ingest_threads,
+            time_budget_s=args.ingest_budget,
+            vector_encoding="base64",
+        )
+        with ApiClient(server.base_url, server.key) as client:
+            client.delete(f"/v1/collections/{scratch}")
+        _say(f"  {results['ingest_base64']['vectors_per_s']:,.0f} vectors/s (base64)")
+
         _say("search: recall, exact, throughput, filtered")
         bench = SearchBench(
             server,

@@ -341,7 +341,6 @@ def test_oversize_metadata_is_rejected(client: Client, coll: str) -> None:
     [
         {"vector": [1, 0, 0, 0]},
         {"external_id": 5, "vector": [1, 0, 0, 0]},
-        {"external_id": "a", "vector": "1,0,0,0"},
         {"external_id": "a", "vector": [1, "x", 0, 0]},
         {"external_id": "a", "vector": [1, 0, 0, 0], "metadata": [1, 2]},
         {"external_id": "a", "vector": [1, 0, 0, 0], "metadata": "m"},

@@ -96,7 +96,8 @@ class Deleted(Struct):
 # -- records -----------------------------------------------------------------------------------
 class UpsertIn(Struct, kw_only=True):
     external_id: str
-    vector: list[float] | None = None
+    # A float list, or (faster to send and parse) standard base64 of little-endian float32.
+    vector: list[float] | str | None = None
     text: str | None = None
     metadata: Json | UnsetType | None = UNSET
     content: str | UnsetType | None = UNSET

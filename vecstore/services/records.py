@@ -33,7 +33,7 @@ _encode = msgspec.json.Encoder().encode
 @dataclass(slots=True)
 class UpsertItem:
     external_id: str
-    vector: Sequence[float] | None = None
+    vector: Sequence[float] | str | None = None
     text: str | None = None
     metadata: dict[str, Any] | Unset | None = UNSET
     content: str | Unset | None = UNSET
@@ -105,7 +105,13 @@ class RecordService:
             writes.append(RecordWrite(item.external_id, np.zeros(0, np.float32), metadata, content))
         given = [(i, it.vector) for i, it in enumerate(items) if it.vector is not None]
         if given:
-            matrix = as_matrix([v for _, v in given], info.dim, field=field, metric=info.metric)
+            matrix = as_matrix(
+                [v for _, v in given],
+                info.dim,
+                field=field,
+                metric=info.metric,
+                positions=[i for i, _ in given],
+            )
             for row, (i, _) in enumerate(given):
                 writes[i].vector = matrix[row]
         embedding_ms = 0.0

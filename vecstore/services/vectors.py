@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import time
 from collections.abc import Sequence
@@ -29,28 +31,61 @@ def as_vector(
     return arr
 
 
-def as_matrix(rows: Sequence[Sequence[float]], dim: int, *, field: str, metric: str) -> FloatArray:
-    """Validate many vectors at once; the error names the first bad item's index."""
-    for i, row in enumerate(rows):
-        if len(row) != dim:
-            raise DimensionMismatch(
-                f"{field}[{i}].vector has {len(row)} dimensions; this collection expects {dim}"
-            )
+def decode_base64_vector(value: str, dim: int, *, field: str) -> FloatArray:
+    """A vector sent as standard base64 of little-endian float32 (OpenAI's base64 encoding)."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidVector(
+            f"'{field}' is a string but not valid base64 of little-endian float32 values"
+        ) from exc
+    if len(raw) != dim * 4:
+        raise DimensionMismatch(
+            f"'{field}' decodes to {len(raw)} bytes ({len(raw) / 4:g} float32 values);"
+            f" this collection expects {dim} values ({dim * 4} bytes)"
+        )
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+def as_matrix(
+    rows: Sequence[Sequence[float] | str],
+    dim: int,
+    *,
+    field: str,
+    metric: str,
+    positions: Sequence[int] | None = None,
+) -> FloatArray:
+    """Validate many vectors at once (float lists or base64 strings); an error names the item
+    by its position in the request (``positions[i]``, default ``i``)."""
+    where = list(positions) if positions is not None else list(range(len(rows)))
     if not rows:
         return np.zeros((0, dim), dtype=np.float32)
-    with np.errstate(over="ignore"):
-        mat = np.asarray(rows, dtype=np.float32)
+    mat = np.empty((len(rows), dim), dtype=np.float32)
+    listed = [i for i, row in enumerate(rows) if not isinstance(row, str)]
+    for i, row in enumerate(rows):
+        if isinstance(row, str):
+            mat[i] = decode_base64_vector(row, dim, field=f"{field}[{where[i]}].vector")
+        elif len(row) != dim:
+            raise DimensionMismatch(
+                f"{field}[{where[i]}].vector has {len(row)} dimensions;"
+                f" this collection expects {dim}"
+            )
+    if listed:
+        with np.errstate(over="ignore"):
+            mat[listed] = np.asarray([rows[i] for i in listed], dtype=np.float32)
     finite = np.isfinite(mat).all(axis=1)
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
         raise InvalidVector(
-            f"{field}[{i}].vector contains NaN or Infinity (or a value beyond float32)"
+            f"{field}[{where[i]}].vector contains NaN or Infinity (or a value beyond float32)"
         )
     if metric == "cosine":
         zero = ~mat.any(axis=1)
         if zero.any():
             i = int(np.flatnonzero(zero)[0])
-            raise InvalidVector(f"{field}[{i}].vector is all zeros, which has no cosine similarity")
+            raise InvalidVector(
+                f"{field}[{where[i]}].vector is all zeros, which has no cosine similarity"
+            )
     return mat
 
 
