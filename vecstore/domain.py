@@ -44,6 +44,9 @@ class CollectionShape(Protocol):
     """What a request needs to know of a collection: the hot paths read it from memory."""
 
     @property
+    def id(self) -> int: ...
+
+    @property
     def dim(self) -> int: ...
 
     @property

@@ -9,13 +9,13 @@ from vecstore.domain import (
     INDEX_TYPES,
     METRICS,
     CollectionInfo,
-    CollectionShape,
     IndexParams,
     Unset,
 )
 from vecstore.errors import BadRequest, CollectionNotFound
 from vecstore.services.embedder import Embedder
 from vecstore.services.limits import Limits
+from vecstore.storage.collection import CollectionRuntime
 from vecstore.storage.engine import StorageEngine
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -107,7 +107,7 @@ class CollectionService:
             embedding_model=embedding_model,
         )
 
-    def live(self, name: str) -> CollectionShape:
+    def live(self, name: str) -> CollectionRuntime:
         """The collection's in-memory shape, without a database read (404 if absent)."""
         if not NAME_RE.fullmatch(name):
             raise CollectionNotFound(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,21 @@ class RecordService:
                 type_="invalid_external_id",
             )
 
+    def check_metadata(self, metadata: dict[str, Any], field: str) -> None:
+        size = len(_encode(metadata))
+        if size > self.limits.max_metadata_bytes:
+            raise LimitExceeded(
+                f"{field} is {size} bytes of JSON; the limit is {self.limits.max_metadata_bytes}"
+            )
+        bad = _unsafe_number(metadata)
+        if bad is not None:
+            raise BadRequest(
+                f"{field} holds the number {bad!r:.40}; metadata numbers must be finite and"
+                f" integers within ±2^53 (JSON's exactly representable range): store larger"
+                f" ones as strings",
+                type_="invalid_metadata",
+            )
+
     def upsert(
         self, name: str, items: Sequence[UpsertItem], *, field: str = "items"
     ) -> tuple[WriteResult, WriteTiming]:
@@ -93,12 +109,7 @@ class RecordService:
             if metadata is None:
                 metadata = {}
             if not isinstance(metadata, Unset):
-                size = len(_encode(metadata))
-                if size > self.limits.max_metadata_bytes:
-                    raise LimitExceeded(
-                        f"{field}[{i}].metadata is {size} bytes of JSON; the limit is"
-                        f" {self.limits.max_metadata_bytes}"
-                    )
+                self.check_metadata(metadata, f"{field}[{i}].metadata")
             content = item.content
             if isinstance(content, Unset) and item.text is not None:
                 content = item.text  # content defaults to the embedded text
@@ -127,7 +138,7 @@ class RecordService:
             for row, (i, _) in enumerate(texts):
                 writes[i].vector = embedded[row]
         t1 = time.perf_counter()
-        result = self.engine.upsert(name, writes)
+        result = self.engine.upsert(name, writes, collection_id=info.id)
         storage_ms = (time.perf_counter() - t1) * 1000
         total_ms = (time.perf_counter() - started) * 1000
         return result, WriteTiming(embedding_ms, storage_ms, total_ms)
@@ -231,12 +242,7 @@ class RecordService:
             try:  # validate here, so that the error names the line rather than a batch index
                 self.check_external_id(raw["external_id"])
                 as_vector(vector, info.dim, metric=info.metric)
-                size = len(_encode(metadata))
-                if size > self.limits.max_metadata_bytes:
-                    raise LimitExceeded(
-                        f"'metadata' is {size} bytes of JSON; the limit is"
-                        f" {self.limits.max_metadata_bytes}"
-                    )
+                self.check_metadata(metadata, "'metadata'")
             except VecstoreError as exc:
                 raise type(exc)(
                     f"import line {lineno}: {exc.message}", type_=exc.error_type
@@ -250,6 +256,29 @@ class RecordService:
             result, _ = self.upsert(name, batch, field="lines")
             inserted, updated = inserted + result.inserted, updated + result.updated
         return inserted, updated
+
+
+SAFE_INTEGER = 2**53
+
+
+def _unsafe_number(value: Any) -> int | float | None:
+    """The first number in a JSON value that filters could not compare exactly, if any."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, int):
+            if not -SAFE_INTEGER <= item <= SAFE_INTEGER:
+                return item
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def encode_cursor(external_id: str) -> str:

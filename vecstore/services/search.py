@@ -15,6 +15,7 @@ from vecstore.errors import BadRequest, RecordNotFound
 from vecstore.services.collections import CollectionService
 from vecstore.services.limits import Limits
 from vecstore.services.vectors import QueryResolver, finite_or_none
+from vecstore.storage.collection import CollectionRuntime
 from vecstore.storage.engine import StorageEngine
 from vecstore.storage.filters import parse_filter
 
@@ -82,7 +83,7 @@ class SearchService:
 
     def to_hits(
         self,
-        name: str,
+        runtime: CollectionRuntime,
         hits: list[Hit],
         *,
         include_vectors: bool = False,
@@ -90,7 +91,8 @@ class SearchService:
     ) -> list[Hit]:
         """Attach stored content and raw vectors to hits, when asked for."""
         if hits and (include_vectors or include_content):
-            runtime = self.engine.runtime(name)
+            # The same runtime the hits came from: a collection re-created under the same name
+            # meanwhile has other records behind the same internal ids.
             records = self.engine.fetch_by_internal(
                 runtime, [h.internal_id for h in hits], include_vectors
             )
@@ -128,15 +130,13 @@ class SearchService:
         node = parse_filter(filters)
         vector, embedding_ms = self._resolve(info, query)
         t0 = time.perf_counter()
-        rows = self.engine.search(
-            name, vector, k + offset, node=node, exact=exact, ef_search=ef_search
-        )[offset:]
+        rows = info.search(vector, k + offset, node=node, exact=exact, ef_search=ef_search)[offset:]
         if score_threshold is not None:
             rows = [r for r in rows if r.score >= score_threshold]
         search_ms = (time.perf_counter() - t0) * 1000
-        total = self.engine.count(name, node) if include_count else None
+        total = info.count(node) if include_count else None
         hits = self.to_hits(
-            name, rows, include_vectors=include_vectors, include_content=include_content
+            info, rows, include_vectors=include_vectors, include_content=include_content
         )
         total_ms = (time.perf_counter() - started) * 1000
         return SearchResult(hits, ReadTiming(embedding_ms, search_ms, total_ms), total)
@@ -161,9 +161,9 @@ class SearchService:
             prepared.append((vector, k, node))
         for vector, k, node in prepared:
             t0 = time.perf_counter()
-            rows = self.engine.search(name, vector, k, node=node)
+            rows = info.search(vector, k, node=node)
             search_ms += (time.perf_counter() - t0) * 1000
-            out.append(self.to_hits(name, rows))
+            out.append(self.to_hits(info, rows))
         total_ms = (time.perf_counter() - started) * 1000
         return out, ReadTiming(embedding_ms, search_ms, total_ms)
 
@@ -177,27 +177,25 @@ class SearchService:
         exclude_self: bool,
     ) -> SearchResult:
         started = time.perf_counter()
-        self.collections.live(name)
+        info = self.collections.live(name)
         self._check_k(k)
         node = parse_filter(filters)
-        runtime = self.engine.runtime(name)
-        found = runtime.index_vector_of(external_id)
+        found = info.index_vector_of(external_id)
         if found is None:
             raise RecordNotFound(f"no record '{external_id}' in collection '{name}'")
         internal_id, vector = found
         t0 = time.perf_counter()
-        rows = self.engine.search(name, vector, k + (1 if exclude_self else 0), node=node)
+        rows = info.search(vector, k + (1 if exclude_self else 0), node=node)
         if exclude_self:
             rows = [r for r in rows if r.internal_id != internal_id][:k]
         search_ms = (time.perf_counter() - t0) * 1000
-        hits = self.to_hits(name, rows)
+        hits = self.to_hits(info, rows)
         return SearchResult(
             hits, ReadTiming(0.0, search_ms, (time.perf_counter() - started) * 1000)
         )
 
     def similarity(self, name: str, id1: str, id2: str) -> float:
-        self.collections.live(name)
-        runtime = self.engine.runtime(name)
+        runtime = self.collections.live(name)
         first = runtime.index_vector_of(id1)
         second = runtime.index_vector_of(id2)
         for ext, found in ((id1, first), (id2, second)):
@@ -226,12 +224,12 @@ class SearchService:
         vector, embedding_ms = self._resolve(info, query)
         t0 = time.perf_counter()
         unique = list(dict.fromkeys(candidates))  # duplicates collapse, first position wins
-        rows, not_found = self.engine.runtime(name).rerank(vector, unique)
+        rows, not_found = info.rerank(vector, unique)
         if score_threshold is not None:
             rows = [r for r in rows if r.score >= score_threshold]
         if top_k is not None:
             rows = rows[:top_k]
         search_ms = (time.perf_counter() - t0) * 1000
-        hits = self.to_hits(name, rows, include_vectors=include_vectors)
+        hits = self.to_hits(info, rows, include_vectors=include_vectors)
         total_ms = (time.perf_counter() - started) * 1000
         return RerankResult(hits, not_found, ReadTiming(embedding_ms, search_ms, total_ms))

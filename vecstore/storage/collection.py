@@ -188,9 +188,10 @@ class CollectionRuntime:
         for lo in range(start, stop, _SCAN_CHUNK):
             hi = min(lo + _SCAN_CHUNK, stop)
             scores = self.scores(table.vectors[lo:hi], q)
-            scores[~table.alive[lo:hi]] = -np.inf
+            alive = table.alive[lo:hi]
+            scores[~alive] = -np.inf
             keep = _best(scores, n)
-            keep = keep[np.isfinite(scores[keep])]
+            keep = keep[alive[keep]]  # not isfinite: a live score may overflow to -inf
             found.append(lo + keep)
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 

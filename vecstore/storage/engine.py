@@ -143,7 +143,10 @@ class StorageEngine:
             self._indexer.join(timeout=60)
         for runtime in list(self._runtimes.values()):
             try:
-                self._checkpoint(runtime)
+                # The mutex: an indexer round still running past the join must not write the
+                # same file at the same time.
+                with runtime.indexer_mutex:
+                    self._checkpoint(runtime)
             except Exception:
                 log.exception("checkpoint of %s failed at shutdown", runtime.name)
         self.db.dispose()
@@ -208,7 +211,9 @@ class StorageEngine:
                     runtime.fresh_count(),
                 )
             except CheckpointError as exc:
-                # Serve exact search over the fresh segment while the indexer rebuilds.
+                # Never trust this file again (the next checkpoint replaces it); serve exact
+                # search over the fresh segment while the indexer rebuilds.
+                self._index_path(row.id).unlink(missing_ok=True)
                 if table.alive_count:
                     log.warning("collection %s: rebuilding index (%s)", row.name, exc)
                     self.index_rebuilds += 1
@@ -390,9 +395,24 @@ class StorageEngine:
             self._index_path(cid).unlink(missing_ok=True)
 
     # -- writes -----------------------------------------------------------------------------------
-    def upsert(self, name: str, writes: Sequence[RecordWrite]) -> WriteResult:
+    def upsert(
+        self, name: str, writes: Sequence[RecordWrite], *, collection_id: int | None = None
+    ) -> WriteResult:
+        """``collection_id``: the collection the caller validated the vectors against; if the
+        name now belongs to another (dropped and re-created meanwhile), nothing is written."""
         with self._write_lock:
             runtime = self.runtime(name)
+            if collection_id is not None and runtime.id != collection_id:
+                raise Conflict(
+                    f"collection '{name}' was deleted and re-created during this request;"
+                    " nothing was written, retry it",
+                    type_="collection_changed",
+                )
+            if any(len(w.vector) != runtime.dim for w in writes):
+                raise Conflict(
+                    f"collection '{name}' changed dimension during this request; retry it",
+                    type_="collection_changed",
+                )
             with self.db.begin() as conn:
                 existing = self._existing(conn, runtime.id, [w.external_id for w in writes])
                 statuses: list[str] = []
@@ -462,7 +482,8 @@ class StorageEngine:
                     .where(t.collections.c.id == runtime.id)
                     .values(next_internal_id=next_id + len(final), updated_at=utc_now())
                 )
-            runtime.apply_write(
+            self._apply(
+                runtime,
                 killed_ids=np.asarray(killed, dtype=np.int64),
                 new_ids=new_ids,
                 new_vectors=vectors,
@@ -550,11 +571,39 @@ class StorageEngine:
                     )
                 )
 
-    @staticmethod
-    def _apply_deletes(runtime: CollectionRuntime, killed: list[int], seq: int) -> None:
+    def _apply(self, runtime: CollectionRuntime, **changes: Any) -> None:
+        """Mirror a committed write in memory (caller holds the write lock).
+
+        The transaction is already durable: if the in-memory update fails midway, the mirror
+        is rebuilt from the database rather than left disagreeing with it.
+        """
+        try:
+            runtime.apply_write(**changes)
+        except Exception:
+            log.exception(
+                "collection %s: in-memory update failed after commit; reloading it", runtime.name
+            )
+            self._reload(runtime)
+
+    def _reload(self, runtime: CollectionRuntime) -> None:
+        with self.db.connect() as conn:
+            row = conn.execute(
+                sa.select(t.collections).where(t.collections.c.id == runtime.id)
+            ).one_or_none()
+        if row is None:
+            return
+        try:
+            self._runtimes[row.name] = self._load_runtime(row)
+        except Exception as exc:
+            self._runtimes.pop(row.name, None)
+            self._broken[row.name] = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _apply_deletes(self, runtime: CollectionRuntime, killed: list[int], seq: int) -> None:
         if not killed:
             return
-        runtime.apply_write(
+        self._apply(
+            runtime,
             killed_ids=np.asarray(killed, dtype=np.int64),
             new_ids=np.zeros(0, dtype=np.int64),
             new_vectors=np.zeros((0, runtime.dim), dtype=np.float32),
@@ -732,11 +781,13 @@ class StorageEngine:
             return
         with runtime.index_lock.read():
             seq = runtime.applied_seq
+            pending = runtime.changes_since_checkpoint
             runtime.index.save(
                 self._index_path(runtime.id), collection_id=runtime.id, applied_seq=seq
             )
         runtime.checkpoint_seq = seq
-        runtime.changes_since_checkpoint = 0
+        # Writes that landed during the save still count toward the next checkpoint.
+        runtime.changes_since_checkpoint = max(0, runtime.changes_since_checkpoint - pending)
         with self._write_lock, self.db.begin() as conn:
             # The log before the checkpoint is no longer needed for replay; keep the newest entry
             # so the sequence can still be compared against the checkpoint.

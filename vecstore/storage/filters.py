@@ -14,6 +14,7 @@ Semantics (the test-suite oracle implements the same rules independently):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +135,26 @@ def _field_condition(key: str, path: tuple[str, ...], op: str, operand: Any) -> 
         operand = tuple(operand)
     elif op == "$exists" and not isinstance(operand, bool):
         raise InvalidFilter(f"'$exists' on '{key}' takes true or false")
+    for number in operand if isinstance(operand, tuple) else (operand,):
+        if _unsafe_number(number):
+            raise InvalidFilter(
+                f"'{op}' on '{key}': {number!r:.40} is outside the numbers filters compare"
+                " exactly (finite, integers within ±2^53)"
+            )
     return FieldCondition(path, op, operand)
+
+
+SAFE_INTEGER = 2**53
+
+
+def _unsafe_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not -SAFE_INTEGER <= value <= SAFE_INTEGER
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return False
 
 
 class SqliteFilterCompiler:

@@ -35,6 +35,14 @@ def _kind(value: Any) -> int:
     return OBJECT
 
 
+def _as_float(value: int | float) -> float:
+    # Writes reject integers beyond ±2^53, but rows stored before that rule must still load.
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+
+
 def _scalar_equal(element: Any, value: Any) -> bool:
     """JSON equality of two scalars: the kinds must agree (``true`` is not ``1``)."""
     kind = _kind(element)
@@ -58,7 +66,7 @@ class _Column:
         kind = _kind(value)
         self.rows.append(row)
         self.kinds.append(kind)
-        self.nums.append(float(value) if kind == NUMBER else np.nan)
+        self.nums.append(_as_float(value) if kind == NUMBER else np.nan)
         self.strs.append(value if kind == STRING else None)
         if kind == ARRAY:
             self.arrays[row] = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio.to_thread
 from litestar import MediaType, Request, Response, get
 from litestar.response import Redirect
 
@@ -80,15 +81,20 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         principal = await authenticate(request)
         services.keys.authorize(principal, "read")
         allowed = principal
-    stats = []
-    for name in services.engine.collection_names():
-        if allowed is not None and not allowed.can_see(name):
-            continue
-        try:
-            stats.append(services.engine.stats(name))
-        except Exception:  # noqa: S112 - a broken collection has no stats to report
-            continue
-    body = services.metrics.render(stats, services.engine.index_rebuilds)
+
+    def render() -> bytes:
+        stats = []
+        for name in services.engine.collection_names():
+            if allowed is not None and not allowed.can_see(name):
+                continue
+            try:
+                stats.append(services.engine.stats(name))
+            except Exception:  # noqa: S112 - a broken collection has no stats to report
+                continue
+        return services.metrics.render(stats, services.engine.index_rebuilds)
+
+    # Stats wait for an indexer batch to finish: never on the event loop.
+    body = await anyio.to_thread.run_sync(render)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -1,0 +1,131 @@
+"""Writes that could leave memory disagreeing with the database, and inputs at numeric edges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from vecstore.domain import IndexParams, RecordWrite
+from vecstore.errors import Conflict
+from vecstore.storage.engine import EngineConfig, StorageEngine
+
+
+def error_type(response: Any, status: int) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == status
+    kind: str = body["error"]["type"]
+    return kind
+
+
+def test_metadata_integers_beyond_2_53_are_refused_and_nothing_is_written(
+    client: TestClient[Litestar], make_collection: Any
+) -> None:
+    # Regression: a 400-digit integer was committed, then broke the in-memory index (500) and
+    # the collection's reload after a restart.
+    make_collection("m", dim=2)
+    for value in (10**400, 2**53 + 1, -(2**53) - 1):
+        r = client.post(
+            "/v1/collections/m/upsert",
+            json={"external_id": "a", "vector": [1, 0], "metadata": {"n": {"deep": [value]}}},
+        )
+        assert error_type(r, 400) == "invalid_metadata"
+    assert client.post("/v1/collections/m/count", json={}).json()["data"]["count"] == 0
+    ok = {"external_id": "a", "vector": [1, 0], "metadata": {"n": 2**53}}
+    assert client.post("/v1/collections/m/upsert", json=ok).status_code == 200
+    count = client.post("/v1/collections/m/count", json={"filters": {"n": 2**53}})
+    assert count.json()["data"]["count"] == 1
+
+
+@pytest.mark.parametrize("operand", [10**400, 2**53 + 1])
+def test_filter_numbers_beyond_2_53_are_refused(
+    client: TestClient[Litestar], make_collection: Any, operand: int
+) -> None:
+    make_collection("m", dim=2)
+    r = client.post("/v1/collections/m/count", json={"filters": {"n": {"$gt": operand}}})
+    assert error_type(r, 400) == "invalid_filter"
+
+
+def test_exact_l2_search_keeps_rows_whose_distance_overflows(
+    client: TestClient[Litestar], make_collection: Any
+) -> None:
+    # Regression: rows scored -inf were taken for dead rows and dropped from exact results.
+    make_collection("far", dim=2, distance_metric="l2")
+    for ext, vec in (("a", [3e38, 3e38]), ("b", [-3e38, -3e38]), ("c", [1, 1])):
+        client.post("/v1/collections/far/upsert", json={"external_id": ext, "vector": vec})
+    r = client.post("/v1/collections/far/search", json={"vector": [0, 0], "k": 3, "exact": True})
+    ids = [h["external_id"] for h in r.json()["data"]["results"]]
+    assert len(ids) == 3
+    assert ids[0] == "c"
+
+
+def test_a_path_id_that_is_not_utf8_is_a_400(
+    client: TestClient[Litestar], make_collection: Any
+) -> None:
+    make_collection("p", dim=2)
+    assert error_type(client.get("/v1/collections/p/vectors/%FF"), 400) == "invalid_external_id"
+
+
+def test_an_import_line_over_the_limit_is_413(
+    client: TestClient[Litestar], make_collection: Any
+) -> None:
+    make_collection("imp", dim=2)
+    body = b'{"external_id": "a", "vector": [1, 0], "content": "' + b"x" * (3 * 2**20) + b'"}\n'
+    r = client.post("/v1/collections/imp/import", content=body)
+    assert error_type(r, 413) == "payload_too_large"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Any:
+    eng = StorageEngine(
+        EngineConfig(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", index_dir=tmp_path / "ix")
+    )
+    eng.open(start_indexer=False)
+    yield eng
+    eng.close()
+
+
+def test_an_upsert_validated_against_a_dropped_collection_writes_nothing(engine: Any) -> None:
+    # Regression: a drop and re-create between validation and the write committed a vector of
+    # the old dimension into the new collection, which then could not load.
+    old = engine.create_collection(
+        name="a", dim=2, metric="l2", description=None, params=IndexParams(), embedding_model=None
+    )
+    engine.drop_collection("a")
+    engine.create_collection(
+        name="a", dim=4, metric="l2", description=None, params=IndexParams(), embedding_model=None
+    )
+    write = RecordWrite("x", np.ones(2, dtype=np.float32), {})
+    with pytest.raises(Conflict):
+        engine.upsert("a", [write], collection_id=old.id)
+    with pytest.raises(Conflict):
+        engine.upsert("a", [write])  # wrong dimension, whatever the caller checked
+    assert engine.count("a", None) == 0
+    assert engine.fetch("a", ["x"], True) == {}
+
+
+def test_a_failed_in_memory_update_is_repaired_from_the_database(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.create_collection(
+        name="a", dim=2, metric="ip", description=None, params=IndexParams(), embedding_model=None
+    )
+    engine.upsert("a", [RecordWrite("x", np.array([1, 0], dtype=np.float32), {"v": 1})])
+    broken = engine.runtime("a")
+
+    def fail(**_changes: Any) -> None:
+        raise RuntimeError("simulated failure after commit")
+
+    monkeypatch.setattr(broken, "apply_write", fail)
+    engine.upsert("a", [RecordWrite("y", np.array([0, 1], dtype=np.float32), {"v": 2})])
+    repaired = engine.runtime("a")
+    assert repaired is not broken
+    assert engine.count("a", None) == 2
+    hits = repaired.search(np.array([0, 1], dtype=np.float32), 2, exact=True)
+    assert [h.external_id for h in hits] == ["y", "x"]
+    assert hits[0].metadata == {"v": 2}
