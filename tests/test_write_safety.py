@@ -129,3 +129,28 @@ def test_a_failed_in_memory_update_is_repaired_from_the_database(
     hits = repaired.search(np.array([0, 1], dtype=np.float32), 2, exact=True)
     assert [h.external_id for h in hits] == ["y", "x"]
     assert hits[0].metadata == {"v": 2}
+
+
+def test_an_export_that_fails_midway_is_not_a_complete_200(
+    app: Litestar,
+    client: TestClient[Litestar],
+    make_collection: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression: Litestar's sync-iterator wrapper took a ValueError for the end of the stream,
+    # so a failing export looked like a complete, shorter one.
+    make_collection("e", dim=2)
+    client.post("/v1/collections/e/upsert", json={"external_id": "a", "vector": [1, 0]})
+    records = app.state.services.records
+    real = records.export
+
+    def failing(name: str) -> Any:
+        yield from real(name)
+        raise ValueError("storage failed mid-export")
+
+    monkeypatch.setattr(records, "export", failing)
+    try:
+        response = client.get("/v1/collections/e/export")
+    except Exception:
+        return  # the transport saw the stream abort: what a client must see
+    assert response.status_code >= 500 or not response.is_success
