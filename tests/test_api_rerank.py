@@ -15,6 +15,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from tests.conftest import ADMIN_KEY, flush_indexes
+from tests.oracles import assert_error as _error
+from tests.oracles import np_scores
 
 Client = TestClient[Litestar]
 MakeCollection = Callable[..., dict[str, Any]]
@@ -54,30 +56,6 @@ def _rerank(client: Client, name: str, **body: Any) -> dict[str, Any]:
     assert payload["status"] == "success"
     data: dict[str, Any] = payload["data"]
     return data
-
-
-def _error(r: Any, status: int, type_: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    payload = r.json()
-    assert payload["status"] == "error"
-    assert payload["error"]["code"] == status
-    if type_ is not None:
-        assert payload["error"]["type"] == type_, payload
-    error: dict[str, Any] = payload["error"]
-    return error
-
-
-def np_scores(metric: str, matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
-    m = matrix.astype(np.float64)
-    qq = q.astype(np.float64)
-    out: np.ndarray
-    if metric == "cosine":
-        out = (m @ qq) / (np.linalg.norm(m, axis=1) * np.linalg.norm(qq))
-    elif metric == "ip":
-        out = m @ qq
-    else:
-        out = -np.linalg.norm(m - qq, axis=1)
-    return out
 
 
 # -- scoring -----------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from tests.conftest import flush_indexes, make_settings
+from tests.oracles import assert_error as _error
+from tests.oracles import np_scores
 from vecstore.settings import Settings
 
 Client = TestClient[Litestar]
@@ -72,31 +74,6 @@ def _search(client: Client, name: str, **body: Any) -> dict[str, Any]:
     if "vector" in body and isinstance(body["vector"], np.ndarray):
         body["vector"] = body["vector"].tolist()
     return _post(client, f"/v1/collections/{name}/search", body)
-
-
-def _error(r: Any, status: int, type_: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    payload = r.json()
-    assert payload["status"] == "error"
-    assert payload["error"]["code"] == status
-    if type_ is not None:
-        assert payload["error"]["type"] == type_, payload
-    error: dict[str, Any] = payload["error"]
-    return error
-
-
-def np_scores(metric: str, matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Higher-is-better scores in float64, straight from the definitions."""
-    m = matrix.astype(np.float64)
-    qq = q.astype(np.float64)
-    out: np.ndarray
-    if metric == "cosine":
-        out = (m @ qq) / (np.linalg.norm(m, axis=1) * np.linalg.norm(qq))
-    elif metric == "ip":
-        out = m @ qq
-    else:
-        out = -np.linalg.norm(m - qq, axis=1)
-    return out
 
 
 def exact_top(

@@ -9,16 +9,15 @@ import numpy as np
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from tests.oracles import assert_error
+
 
 def b64(values: list[float]) -> str:
     return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode()
 
 
 def error_of(response: Any, status: int, type_: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"]["type"] == type_
-    message: str = body["error"]["message"]
+    message: str = assert_error(response, status, type_)["message"]
     return message
 
 

@@ -10,16 +10,14 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from tests.oracles import assert_error
 from vecstore.domain import IndexParams, RecordWrite
 from vecstore.errors import Conflict
 from vecstore.storage.engine import EngineConfig, StorageEngine
 
 
 def error_type(response: Any, status: int) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"]["code"] == status
-    kind: str = body["error"]["type"]
+    kind: str = assert_error(response, status)["type"]
     return kind
 
 

@@ -1,0 +1,33 @@
+"""Shared test helpers: the error-envelope check and numpy scoring straight from the definitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def assert_error(response: Any, status: int, type_: str | None = None) -> dict[str, Any]:
+    """Check the error envelope (HTTP status == error.code) and return ``error``."""
+    assert response.status_code == status, response.text
+    payload = response.json()
+    assert payload["status"] == "error"
+    assert payload["error"]["code"] == status
+    if type_ is not None:
+        assert payload["error"]["type"] == type_, payload
+    error: dict[str, Any] = payload["error"]
+    return error
+
+
+def np_scores(metric: str, matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Higher-is-better scores in float64, straight from the definitions."""
+    m = matrix.astype(np.float64)
+    qq = q.astype(np.float64)
+    out: np.ndarray
+    if metric == "cosine":
+        out = (m @ qq) / (np.linalg.norm(m, axis=1) * np.linalg.norm(qq))
+    elif metric == "ip":
+        out = m @ qq
+    else:
+        out = -np.linalg.norm(m - qq, axis=1)
+    return out
