@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -108,12 +109,14 @@ class Record:
     vector: FloatArray | None = None
 
 
-@dataclass(slots=True)
-class Hit:
+class Hit(msgspec.Struct):
+    """One scored record. A msgspec Struct rather than a dataclass: a rerank builds a thousand
+    of these per request, and Struct construction runs in C."""
+
     external_id: str
     score: float
     internal_id: int
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     distance: float | None = None
     content: str | None = None
     vector: FloatArray | None = None

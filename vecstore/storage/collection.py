@@ -200,16 +200,12 @@ class CollectionRuntime:
         table = self.table
         ext, meta = table.external_ids, table.metadata_json
         row_list = rows.tolist()
-        # One decode of a JSON array instead of one call per hit.
-        metadata = _decode_many(b"[" + b",".join(meta[r] or b"{}" for r in row_list) + b"]")
+        # One decode of a JSON array instead of one call per hit (live rows never hold b"").
+        metadata = _decode_many(b"[" + b",".join([meta[r] for r in row_list]) + b"]")
+        externals = [ext[r] for r in row_list]
         score_list = scores.tolist()
         distances = [-s for s in score_list] if self.metric == "l2" else [None] * len(row_list)
-        return [
-            Hit(ext[r], s, iid, md, dist)
-            for iid, r, s, md, dist in zip(
-                table.ids[rows].tolist(), row_list, score_list, metadata, distances, strict=True
-            )
-        ]
+        return list(map(Hit, externals, score_list, table.ids[rows].tolist(), metadata, distances))
 
     def _matching_rows(self, node: Node) -> np.ndarray:
         """Live rows matching a filter (caller holds the table lock)."""
@@ -233,15 +229,13 @@ class CollectionRuntime:
         q = self.to_index_space(query.reshape(-1))
         with self.table_lock.read():
             table = self.table
-            lookup = table.row_by_external.get
-            all_rows = np.fromiter(
-                (lookup(ext, -1) for ext in external_ids), dtype=np.int64, count=len(external_ids)
-            )
-            missing = all_rows < 0
-            not_found = (
-                [external_ids[i] for i in np.flatnonzero(missing).tolist()] if missing.any() else []
-            )
-            rows = all_rows[~missing]
+            found = list(map(table.row_by_external.get, external_ids))  # C-level lookups
+            if None in found:
+                not_found = [e for e, r in zip(external_ids, found, strict=True) if r is None]
+                found = [r for r in found if r is not None]
+            else:
+                not_found = []
+            rows = np.asarray(found, dtype=np.int64)
             if len(rows) == 0:
                 return [], not_found
             scores = self.scores(table.vectors[rows], q)
