@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import httpx
 
+from vecstore.cli import serve_argv
+
 HOST = "127.0.0.1"
 _LOG_TAIL_BYTES = 4000
 
@@ -63,18 +65,7 @@ def running_server(
             **(extra_env or {}),
             "VECSTORE_ADMIN_KEY": key,
         }
-        cmd = [
-            sys.executable,
-            "-m",
-            "vecstore",
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ]
+        cmd = serve_argv(HOST, port, data_dir)
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from vecstore.cli import serve_argv
+
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -111,18 +113,7 @@ class ServerProcess:
         self.stdout_path = self.log_dir / f"server-{self.starts}.stdout"
         self.stderr_path = self.log_dir / f"server-{self.starts}.stderr"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "vecstore",
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
+        cmd = serve_argv(HOST, self.port, self.data_dir)
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 cmd, env=self._environment(), stdin=subprocess.DEVNULL, stdout=out, stderr=err

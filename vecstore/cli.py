@@ -9,6 +9,22 @@ from pathlib import Path
 from vecstore.settings import Settings
 
 
+def serve_argv(host: str, port: int, data_dir: Path) -> list[str]:
+    """The command that starts a server with this interpreter (tests and benchmarks use it)."""
+    return [
+        sys.executable,
+        "-m",
+        "vecstore",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; tests parse the Docker image's CMD with it."""
     parser = argparse.ArgumentParser(prog="vecstore", description="vecstore vector database")

@@ -71,24 +71,10 @@ class CollectionInfo:
     updated_at: str
 
 
-class Unset:
-    """Marks a field that was absent from the request (as opposed to null)."""
-
-    _instance: Unset | None = None
-
-    def __new__(cls) -> Unset:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET = Unset()
+# A field absent from the request (as opposed to null): msgspec's own marker, so the values the
+# wire layer decodes pass through to the domain unchanged.
+Unset = msgspec.UnsetType
+UNSET = msgspec.UNSET
 
 
 @dataclass(slots=True)

@@ -45,16 +45,6 @@ def hit_out(hit: Hit, *, include_content: bool = False) -> w.HitOut:
     )
 
 
-def rerank_hit(hit: Hit) -> w.RerankHit:
-    return w.RerankHit(
-        external_id=hit.external_id,
-        score=hit.score,
-        metadata=hit.metadata,
-        vector=hit.vector.tolist() if hit.vector is not None else UNSET,
-        distance=hit.distance if hit.distance is not None else UNSET,
-    )
-
-
 def read_timing(timing: ReadTiming) -> w.ReadTiming:
     return w.ReadTiming(
         embedding_ms=round(timing.embedding_ms, 4),

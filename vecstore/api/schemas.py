@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 T = TypeVar("T")
@@ -276,16 +275,8 @@ class RerankIn(Struct, kw_only=True):
     include_timing: bool = False
 
 
-class RerankHit(Struct):
-    external_id: str
-    score: float
-    metadata: Json
-    vector: list[float] | UnsetType = UNSET
-    distance: float | UnsetType = UNSET
-
-
 class RerankOut(Struct):
-    results: list[RerankHit]
+    results: list[HitOut]  # content is never set on rerank results
     not_found: list[str]
     timing_ms: ReadTiming | UnsetType = UNSET
 
@@ -355,7 +346,3 @@ class HealthOut(Struct):
     uptime_seconds: float
     collections: list[HealthCollection]
     total_vectors: int
-
-
-def encode_json(value: Any) -> bytes:
-    return msgspec.json.encode(value)

@@ -614,9 +614,6 @@ class StorageEngine:
         )
 
     # -- record reads -----------------------------------------------------------------------------
-    def matching_ids(self, name: str, node: Node) -> np.ndarray:
-        return self.runtime(name).matching_ids(node)
-
     def count(self, name: str, node: Node | None) -> int:
         return self.runtime(name).count(node)
 

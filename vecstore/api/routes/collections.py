@@ -6,14 +6,12 @@ from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
-from msgspec import UNSET
 
 from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import collection_out
 from vecstore.api.openapi import ERROR_RESPONSES
 from vecstore.api.state import services_of
-from vecstore.domain import UNSET as DOMAIN_UNSET
 from vecstore.errors import BadRequest
 
 
@@ -62,13 +60,13 @@ class CollectionController(Controller):
     ) -> w.Success[w.CollectionOut]:
         check_scope(principal_of(request), name, write=True)
         services = services_of(request.app.state)
-        description = DOMAIN_UNSET if data.description is UNSET else data.description
+        description = data.description
         ef_search = data.index.ef_search if data.index is not None else None
         if data.index is not None and data.index.nprobe is not None:
             raise BadRequest("'index.nprobe' applies to IVF indexes, which this collection is not")
         info = services.collections.update(
             name,
-            description=description,  # type: ignore[arg-type]
+            description=description,
             ef_search=ef_search,
         )
         return w.Success(data=collection_out(info))

@@ -18,7 +18,6 @@ from vecstore.api.mappers import record_out
 from vecstore.api.openapi import ERROR_RESPONSES
 from vecstore.api.paths import path_external_id
 from vecstore.api.state import services_of
-from vecstore.domain import UNSET as DOMAIN_UNSET
 from vecstore.errors import PayloadTooLarge
 from vecstore.services.records import UpsertItem, WriteTiming
 
@@ -34,8 +33,8 @@ def _item(data: JSONBody[w.UpsertIn]) -> UpsertItem:
         external_id=data.external_id,
         vector=data.vector,
         text=data.text,
-        metadata=DOMAIN_UNSET if data.metadata is UNSET else data.metadata,  # type: ignore[arg-type]
-        content=DOMAIN_UNSET if data.content is UNSET else data.content,  # type: ignore[arg-type]
+        metadata=data.metadata,
+        content=data.content,
     )
 
 

@@ -10,7 +10,7 @@ from msgspec import UNSET
 
 from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
-from vecstore.api.mappers import hit_out, read_timing, rerank_hit
+from vecstore.api.mappers import hit_out, read_timing
 from vecstore.api.openapi import ERROR_RESPONSES
 from vecstore.api.paths import path_external_id
 from vecstore.api.state import services_of
@@ -155,7 +155,7 @@ class SearchController(Controller):
         )
         return w.Success(
             data=w.RerankOut(
-                results=[rerank_hit(h) for h in result.hits],
+                results=[hit_out(h) for h in result.hits],
                 not_found=result.not_found,
                 timing_ms=read_timing(result.timing) if data.include_timing else UNSET,
             )
