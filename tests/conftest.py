@@ -23,6 +23,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "admin_key": ADMIN_KEY,
         "indexer_interval_s": 0.05,
         "log_level": "WARNING",
+        # Most tests never embed text: load the model on first use, not at every app start.
+        "preload_models": False,
     }
     values.update(overrides)
     return Settings.from_env({}, **values)

@@ -317,9 +317,10 @@ def test_unknown_embedding_model_is_rejected(client: TestClient[Litestar]) -> No
             "/v1/collections", json={"name": "c", "dim": 4, "embedding_model": "no-such-model"}
         ),
         400,
-        "bad_request",
+        "unknown_model",
     )
     assert "embedding_model" in error["message"]
+    assert "all-MiniLM-L6-v2" in error["message"]  # the known models are listed
 
 
 def test_duplicate_name_is_409_and_keeps_the_original(

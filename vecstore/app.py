@@ -24,8 +24,11 @@ from vecstore.api.routes.ops import docs, health, metrics, ready, v1_health
 from vecstore.api.routes.records import RecordController
 from vecstore.api.routes.search import SearchController
 from vecstore.api.state import AppServices
+from vecstore.inference.batcher import BatchPolicy
+from vecstore.inference.host import InferenceConfig, ModelHost
+from vecstore.inference.registry import ModelRegistry
 from vecstore.services.collections import CollectionService
-from vecstore.services.embedder import Embedder, NoEmbedder
+from vecstore.services.embedder import Embedder
 from vecstore.services.keys import KeyService
 from vecstore.services.limits import Limits
 from vecstore.services.records import RecordService
@@ -38,8 +41,36 @@ from vecstore.storage.keys import KeyStore
 log = logging.getLogger("vecstore")
 
 
+def build_model_host(settings: Settings, metrics: Metrics) -> ModelHost:
+    """The registry is read here, so a malformed registry file stops the server at start."""
+    registry = ModelRegistry.load(settings.models_file)
+    return ModelHost(
+        registry,
+        InferenceConfig(
+            default_embedding_model=settings.default_embedding_model,
+            intra_op_threads=settings.embedding_threads,
+            micro_batching=settings.embedding_micro_batching,
+            policy=BatchPolicy(
+                window_s=settings.embedding_batch_window_ms / 1000,
+                max_texts=settings.embedding_max_batch,
+                max_tokens=settings.embedding_max_batch_tokens,
+                workers=settings.embedding_workers,
+                max_queued_texts=settings.embedding_queue_max,
+                timeout_s=settings.embedding_timeout_s,
+            ),
+            query_cache_entries=settings.query_cache_entries,
+        ),
+        observe_batch=metrics.observe_embedding_batch,
+    )
+
+
 def build_services(settings: Settings, embedder: Embedder | None = None) -> AppServices:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics()
+    models = None
+    if embedder is None:
+        models = build_model_host(settings, metrics)
+        embedder = models
     engine = StorageEngine(
         EngineConfig(
             database_url=settings.resolved_database_url,
@@ -66,18 +97,18 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> AppS
         max_external_id_bytes=settings.max_external_id_bytes,
         max_bulk_queries=settings.max_bulk_queries,
     )
-    embedder = embedder or NoEmbedder()
     collections = CollectionService(engine, embedder, limits)
+    resolver = QueryResolver(embedder, settings.max_text_chars)
     return AppServices(
         settings=settings,
         engine=engine,
         collections=collections,
-        records=RecordService(engine, collections, embedder, limits),
-        search=SearchService(
-            engine, collections, QueryResolver(embedder, settings.max_text_chars), limits
-        ),
+        records=RecordService(engine, collections, resolver, limits),
+        search=SearchService(engine, collections, resolver, limits),
         keys=KeyService(KeyStore(engine.db), admin_key=settings.admin_key),
-        metrics=Metrics(),
+        metrics=metrics,
+        embedder=embedder,
+        models=models,
     )
 
 
@@ -90,6 +121,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Lites
             services.engine.open()
         except Exception:
             log.exception("the storage engine failed to open; the server stays not-ready")
+        if services.models is not None and settings.preload_models:
+            services.models.preload()  # a broken model is logged; its routes answer 503
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -146,4 +179,6 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Lites
 def _shutdown(services: AppServices, opener: threading.Thread) -> None:
     opener.join(timeout=600)
     services.keys.stop()
+    if services.models is not None:
+        services.models.close()
     services.engine.close()

@@ -128,3 +128,28 @@ class CollectionStats:
     index_type: str
     index_vectors: int
     deleted_fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the API says of a registered model (``GET /v1/models``)."""
+
+    id: str
+    kind: str  # "embedding" | "cross-encoder"
+    dimension: int | None
+    max_tokens: int
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """The output of one embedding call: a row per text, in input order."""
+
+    model: str
+    vectors: FloatArray
+    token_counts: list[int]
+    truncated: list[bool]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.token_counts)

@@ -46,6 +46,10 @@ class EmbeddingUnavailable(BadRequest):
     type = "embedding_unavailable"
 
 
+class UnknownModel(BadRequest):
+    type = "unknown_model"
+
+
 class Unauthorized(VecstoreError):
     status = 401
     type = "unauthorized"
@@ -103,3 +107,13 @@ class NotReady(VecstoreError):
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ModelUnavailable(NotReady):
+    """A registered model that could not be loaded (missing file, checksum, broken graph)."""
+
+    type = "model_unavailable"
+
+
+class Overloaded(NotReady):
+    type = "overloaded"

@@ -58,6 +58,28 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Filtered search scans exactly when at most this many records match.
     exact_filter_max_matches: int = 20000
 
+    # Models: the built-in registry plus this TOML file's entries (docs/models.md).
+    models_file: Path | None = None
+    # The model that embeds text when a collection names none; empty turns text input off.
+    default_embedding_model: str = "all-MiniLM-L6-v2"
+    # Load the default model while the server starts, rather than on the first text request.
+    preload_models: bool = True
+    # Threads inside one model run, and model runs at once (the embedding executor's size).
+    embedding_threads: int = 1
+    embedding_workers: int = 2
+    # Concurrent embedding requests are gathered into shared model runs (micro-batching).
+    embedding_micro_batching: bool = True
+    embedding_batch_window_ms: float = 2.0
+    embedding_max_batch: int = 32
+    embedding_max_batch_tokens: int = 8192
+    # Texts waiting for the model at most; beyond it, requests answer 503 with Retry-After.
+    embedding_queue_max: int = 20000
+    embedding_timeout_s: float = 60.0
+    # Query embeddings remembered (LRU); 0 turns the cache off.
+    query_cache_entries: int = 4096
+    # Texts per request on the embedding routes (/v1/embeddings, /embed).
+    max_embedding_inputs: int = 2048
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

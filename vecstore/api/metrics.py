@@ -28,6 +28,32 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.embedding_batch_size = Histogram(
+            "vecstore_embedding_batch_texts",
+            "Texts per embedding model run (micro-batches across requests).",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.embedding_batch_seconds = Histogram(
+            "vecstore_embedding_batch_duration_seconds",
+            "Time of one embedding model run.",
+            ["model"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.embedding_tokens = Counter(
+            "vecstore_embedding_padded_tokens",
+            "Token positions run through embedding models, padding included.",
+            ["model"],
+            registry=self.registry,
+        )
+
+    def observe_embedding_batch(self, model: str, texts: int, tokens: int, seconds: float) -> None:
+        self.embedding_batch_size.labels(model).observe(texts)
+        self.embedding_batch_seconds.labels(model).observe(seconds)
+        self.embedding_tokens.labels(model).inc(tokens)
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)

@@ -107,6 +107,8 @@ class UpsertOut(Struct):
     external_id: str
     status: str
     timing_ms: WriteTiming | UnsetType = UNSET
+    # Sentences about what the server did that the caller may not expect (truncated text).
+    warnings: list[str] | UnsetType = UNSET
 
 
 class BulkUpsertIn(Struct, kw_only=True):
@@ -124,6 +126,8 @@ class BulkUpsertOut(Struct):
     inserted: int
     updated: int
     timing_ms: WriteTiming | UnsetType = UNSET
+    # Sentences about what the server did that the caller may not expect (truncated text).
+    warnings: list[str] | UnsetType = UNSET
 
 
 class RecordOut(Struct):
@@ -223,6 +227,8 @@ class SearchOut(Struct):
     offset: int
     total_count: int | UnsetType = UNSET
     timing_ms: ReadTiming | UnsetType = UNSET
+    # Sentences about what the server did that the caller may not expect (truncated text).
+    warnings: list[str] | UnsetType = UNSET
 
 
 class BulkSearchQuery(Struct, kw_only=True):
@@ -240,6 +246,8 @@ class BulkSearchIn(Struct, kw_only=True):
 class BulkSearchOut(Struct):
     results: list[list[HitOut]]
     timing_ms: ReadTiming | UnsetType = UNSET
+    # Sentences about what the server did that the caller may not expect (truncated text).
+    warnings: list[str] | UnsetType = UNSET
 
 
 class RecommendIn(Struct, kw_only=True):
@@ -279,6 +287,8 @@ class RerankOut(Struct):
     results: list[HitOut]  # content is never set on rerank results
     not_found: list[str]
     timing_ms: ReadTiming | UnsetType = UNSET
+    # Sentences about what the server did that the caller may not expect (truncated text).
+    warnings: list[str] | UnsetType = UNSET
 
 
 # -- keys --------------------------------------------------------------------------------------

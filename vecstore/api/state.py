@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vecstore.api.metrics import Metrics
+from vecstore.inference.host import ModelHost
 from vecstore.services.collections import CollectionService
+from vecstore.services.embedder import Embedder
 from vecstore.services.keys import KeyService
 from vecstore.services.records import RecordService
 from vecstore.services.search import SearchService
@@ -24,6 +26,9 @@ class AppServices:
     search: SearchService
     keys: KeyService
     metrics: Metrics
+    embedder: Embedder
+    # The ONNX model host when the server runs its own models (tests may inject a fake embedder).
+    models: ModelHost | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
 
 

@@ -12,7 +12,7 @@ from vecstore.domain import (
     IndexParams,
     Unset,
 )
-from vecstore.errors import BadRequest, CollectionNotFound
+from vecstore.errors import BadRequest, CollectionNotFound, UnknownModel
 from vecstore.services.embedder import Embedder
 from vecstore.services.limits import Limits
 from vecstore.storage.collection import CollectionRuntime
@@ -86,18 +86,7 @@ class CollectionService:
                 f"'distance_metric' must be one of {', '.join(METRICS)}, got '{metric}'"
             )
         params = index_params(index)
-        if embedding_model is not None:
-            model_dim = self.embedder.dimension_of(embedding_model)
-            if model_dim is None:
-                raise BadRequest(
-                    f"'embedding_model' '{embedding_model}' is not a known model;"
-                    " see GET /v1/models"
-                )
-            if model_dim != dim:
-                raise BadRequest(
-                    f"'embedding_model' '{embedding_model}' produces {model_dim} dimensions but"
-                    f" 'dim' is {dim}"
-                )
+        embedding_model = self._embedding_model_for(dim, embedding_model)
         return self.engine.create_collection(
             name=name,
             dim=dim,
@@ -106,6 +95,27 @@ class CollectionService:
             params=params,
             embedding_model=embedding_model,
         )
+
+    def _embedding_model_for(self, dim: int, requested: str | None) -> str | None:
+        """The model id a new collection records (its canonical id, never an alias). Without a
+        request, the server's default embedder when its dimension fits, else none."""
+        if requested is None:
+            default = self.embedder.describe(None)
+            return default.id if default is not None and default.dimension == dim else None
+        model = self.embedder.describe(requested)
+        if model is None or model.kind != "embedding":
+            known = ", ".join(m.id for m in self.embedder.models() if m.kind == "embedding")
+            raise UnknownModel(
+                f"'embedding_model' '{requested}' is not a known embedding model;"
+                f" known: {known or '(none)'} (see GET /v1/models)"
+            )
+        if model.dimension != dim:
+            raise BadRequest(
+                f"'embedding_model' '{requested}' produces {model.dimension} dimensions but"
+                f" 'dim' is {dim}; create the collection with dim {model.dimension}",
+                type_="dimension_mismatch",
+            )
+        return model.id
 
     def live(self, name: str) -> CollectionRuntime:
         """The collection's in-memory shape, without a database read (404 if absent)."""

@@ -1,29 +1,43 @@
-"""The seam for server-side text embedding. The ONNX implementation lives in ``inference``."""
+"""The seam for server-side text embedding. The ONNX implementation is ``inference.host``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from vecstore.domain import FloatArray
+from vecstore.domain import Embeddings, ModelInfo
 from vecstore.errors import EmbeddingUnavailable
 
 
 class Embedder(Protocol):
-    def dimension_of(self, model: str | None) -> int | None:
-        """The model's output dimension, or None when the model is unknown."""
+    @property
+    def default_model(self) -> str | None:
+        """Id of the model used when neither the collection nor the request names one."""
 
-    def embed(self, texts: list[str], model: str | None) -> FloatArray:
-        """One row per text, in order."""
+    def models(self) -> list[ModelInfo]:
+        """Every registered model (embedders and cross-encoders)."""
+
+    def describe(self, model: str | None) -> ModelInfo | None:
+        """The named model (id or alias; None: the default), or None when there is none."""
+
+    def embed(self, texts: Sequence[str], model: str | None, *, query: bool = False) -> Embeddings:
+        """One row per text, in order. ``query`` marks search queries: they are cached and
+        go ahead of bulk document embedding. Unknown model: 400; broken model: 503."""
 
 
 class NoEmbedder:
-    """Used until an embedding model is configured: text input answers a clear 400."""
+    """No embedding models at all: text input answers a clear 400."""
 
-    def dimension_of(self, model: str | None) -> int | None:
+    default_model: str | None = None
+
+    def models(self) -> list[ModelInfo]:
+        return []
+
+    def describe(self, model: str | None) -> ModelInfo | None:
         return None
 
-    def embed(self, texts: list[str], model: str | None) -> FloatArray:
+    def embed(self, texts: Sequence[str], model: str | None, *, query: bool = False) -> Embeddings:
         raise EmbeddingUnavailable(
-            "text input needs a server-side embedding model, and none is configured; "
-            "send 'vector' instead"
+            "text input needs a server-side embedding model, and none is configured;"
+            " send 'vector' instead"
         )

@@ -16,15 +16,13 @@ import numpy as np
 from vecstore.domain import UNSET, Record, RecordWrite, Unset
 from vecstore.errors import (
     BadRequest,
-    DimensionMismatch,
     LimitExceeded,
     RecordNotFound,
     VecstoreError,
 )
 from vecstore.services.collections import CollectionService
-from vecstore.services.embedder import Embedder
 from vecstore.services.limits import Limits
-from vecstore.services.vectors import as_matrix, as_vector
+from vecstore.services.vectors import QueryResolver, as_matrix, as_vector
 from vecstore.storage.engine import StorageEngine, WriteResult
 from vecstore.storage.filters import Node, parse_filter
 
@@ -52,12 +50,12 @@ class RecordService:
         self,
         engine: StorageEngine,
         collections: CollectionService,
-        embedder: Embedder,
+        resolver: QueryResolver,
         limits: Limits,
     ) -> None:
         self.engine = engine
         self.collections = collections
-        self.embedder = embedder
+        self.resolver = resolver
         self.limits = limits
 
     def check_external_id(self, external_id: str, field: str = "external_id") -> None:
@@ -86,7 +84,7 @@ class RecordService:
 
     def upsert(
         self, name: str, items: Sequence[UpsertItem], *, field: str = "items"
-    ) -> tuple[WriteResult, WriteTiming]:
+    ) -> tuple[WriteResult, WriteTiming, list[str]]:
         started = time.perf_counter()
         info = self.collections.live(name)
         if not items:
@@ -99,11 +97,7 @@ class RecordService:
             if item.vector is None:
                 if item.text is None:
                     raise BadRequest(f"{field}[{i}] needs 'vector' or 'text'")
-                if len(item.text) > self.limits.max_text_chars:
-                    raise LimitExceeded(
-                        f"{field}[{i}].text has {len(item.text)} characters; the limit is"
-                        f" {self.limits.max_text_chars}"
-                    )
+                self.resolver.check_text(item.text, f"{field}[{i}].text")
                 texts.append((i, item.text))
             metadata = item.metadata
             if metadata is None:
@@ -125,23 +119,22 @@ class RecordService:
             )
             for row, (i, _) in enumerate(given):
                 writes[i].vector = matrix[row]
-        embedding_ms = 0.0
-        if texts:
-            t0 = time.perf_counter()
-            embedded = self.embedder.embed([t for _, t in texts], info.embedding_model)
-            embedding_ms = (time.perf_counter() - t0) * 1000
-            if embedded.shape[1] != info.dim:
-                raise DimensionMismatch(
-                    f"the embedding model produces {embedded.shape[1]} dimensions; this"
-                    f" collection expects {info.dim}"
-                )
+        embedding_ms, warnings = 0.0, []
+        if texts:  # every text of the request in one embedding call
+            out = self.resolver.embed_texts(
+                info,
+                [t for _, t in texts],
+                [f"{field}[{i}].text" for i, _ in texts],
+                query=False,
+            )
+            embedding_ms, warnings = out.embedding_ms, out.warnings
             for row, (i, _) in enumerate(texts):
-                writes[i].vector = embedded[row]
+                writes[i].vector = out.vectors[row]
         t1 = time.perf_counter()
         result = self.engine.upsert(name, writes, collection_id=info.id)
         storage_ms = (time.perf_counter() - t1) * 1000
         total_ms = (time.perf_counter() - started) * 1000
-        return result, WriteTiming(embedding_ms, storage_ms, total_ms)
+        return result, WriteTiming(embedding_ms, storage_ms, total_ms), warnings
 
     def get(self, name: str, external_id: str, include_vector: bool) -> Record:
         self.collections.live(name)
@@ -249,11 +242,11 @@ class RecordService:
                 ) from exc
             batch.append(UpsertItem(raw["external_id"], vector, None, metadata, content))
             if len(batch) >= self.limits.max_bulk_items:
-                result, _ = self.upsert(name, batch, field=f"lines ending {lineno}")
+                result, _, _ = self.upsert(name, batch, field=f"lines ending {lineno}")
                 inserted, updated = inserted + result.inserted, updated + result.updated
                 batch = []
         if batch:
-            result, _ = self.upsert(name, batch, field="lines")
+            result, _, _ = self.upsert(name, batch, field="lines")
             inserted, updated = inserted + result.inserted, updated + result.updated
         return inserted, updated
 

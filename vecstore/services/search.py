@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -40,6 +40,7 @@ class SearchResult:
     hits: list[Hit]
     timing: ReadTiming
     total_count: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -47,6 +48,7 @@ class RerankResult:
     hits: list[Hit]
     not_found: list[str]
     timing: ReadTiming
+    warnings: list[str] = field(default_factory=list)
 
 
 class SearchService:
@@ -62,14 +64,8 @@ class SearchService:
         self.resolver = resolver
         self.limits = limits
 
-    def _resolve(self, info: CollectionShape, query: Query) -> tuple[np.ndarray, float]:
-        return self.resolver.resolve(
-            query.vector,
-            query.text,
-            dim=info.dim,
-            metric=info.metric,
-            model=info.embedding_model,
-        )
+    def _resolve(self, info: CollectionShape, query: Query) -> tuple[np.ndarray, float, list[str]]:
+        return self.resolver.resolve(query.vector, query.text, shape=info)
 
     def _check_k(self, k: int, offset: int = 0) -> None:
         self.limits.check_range("k", k, 1, self.limits.max_k)
@@ -128,7 +124,7 @@ class SearchService:
             self.limits.check_range("ef_search", ef_search, 1, 10000)
         finite_or_none(score_threshold, "score_threshold")
         node = parse_filter(filters)
-        vector, embedding_ms = self._resolve(info, query)
+        vector, embedding_ms, warnings = self._resolve(info, query)
         t0 = time.perf_counter()
         rows = info.search(vector, k + offset, node=node, exact=exact, ef_search=ef_search)[offset:]
         if score_threshold is not None:
@@ -139,33 +135,46 @@ class SearchService:
             info, rows, include_vectors=include_vectors, include_content=include_content
         )
         total_ms = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, ReadTiming(embedding_ms, search_ms, total_ms), total)
+        return SearchResult(hits, ReadTiming(embedding_ms, search_ms, total_ms), total, warnings)
 
     def bulk_search(
         self, name: str, queries: Sequence[tuple[Query, int, dict[str, Any] | None]]
-    ) -> tuple[list[list[Hit]], ReadTiming]:
+    ) -> tuple[list[list[Hit]], ReadTiming, list[str]]:
         started = time.perf_counter()
         info = self.collections.live(name)
         self.limits.check_count("queries", len(queries), self.limits.max_bulk_queries)
-        embedding_ms = search_ms = 0.0
-        out: list[list[Hit]] = []
-        prepared = []
+        search_ms = 0.0
+        prepared: list[tuple[np.ndarray | None, int, Any]] = []
+        texts: list[tuple[int, str]] = []
         for i, (query, k, filters) in enumerate(queries):
             try:
                 self._check_k(k)
                 node = parse_filter(filters)
-                vector, ms = self._resolve(info, query)
+                vector = None
+                if query.vector is not None or query.text is None:
+                    vector, _, _ = self._resolve(info, query)
+                else:
+                    texts.append((i, query.text))
             except BadRequest as exc:
                 raise type(exc)(f"queries[{i}]: {exc.message}", type_=exc.error_type) from exc
-            embedding_ms += ms
             prepared.append((vector, k, node))
+        embedding_ms, warnings = 0.0, []
+        if texts:  # every text query of the request in one embedding call
+            out = self.resolver.embed_texts(
+                info, [t for _, t in texts], [f"queries[{i}].text" for i, _ in texts], query=True
+            )
+            embedding_ms, warnings = out.embedding_ms, out.warnings
+            for row, (i, _) in enumerate(texts):
+                prepared[i] = (out.vectors[row], prepared[i][1], prepared[i][2])
+        results: list[list[Hit]] = []
         for vector, k, node in prepared:
+            assert vector is not None
             t0 = time.perf_counter()
             rows = info.search(vector, k, node=node)
             search_ms += (time.perf_counter() - t0) * 1000
-            out.append(self.to_hits(info, rows))
+            results.append(self.to_hits(info, rows))
         total_ms = (time.perf_counter() - started) * 1000
-        return out, ReadTiming(embedding_ms, search_ms, total_ms)
+        return results, ReadTiming(embedding_ms, search_ms, total_ms), warnings
 
     def recommend(
         self,
@@ -221,7 +230,7 @@ class SearchService:
         if top_k is not None and top_k < 1:
             raise BadRequest("'top_k' must be 1 or more")
         finite_or_none(score_threshold, "score_threshold")
-        vector, embedding_ms = self._resolve(info, query)
+        vector, embedding_ms, warnings = self._resolve(info, query)
         t0 = time.perf_counter()
         unique = list(dict.fromkeys(candidates))  # duplicates collapse, first position wins
         rows, not_found = info.rerank(vector, unique)
@@ -232,4 +241,6 @@ class SearchService:
         search_ms = (time.perf_counter() - t0) * 1000
         hits = self.to_hits(info, rows, include_vectors=include_vectors)
         total_ms = (time.perf_counter() - started) * 1000
-        return RerankResult(hits, not_found, ReadTiming(embedding_ms, search_ms, total_ms))
+        return RerankResult(
+            hits, not_found, ReadTiming(embedding_ms, search_ms, total_ms), warnings
+        )

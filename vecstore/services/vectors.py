@@ -7,11 +7,19 @@ import binascii
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from vecstore.domain import FloatArray
-from vecstore.errors import BadRequest, DimensionMismatch, InvalidVector
+from vecstore.domain import CollectionShape, FloatArray
+from vecstore.errors import (
+    BadRequest,
+    DimensionMismatch,
+    EmbeddingUnavailable,
+    InvalidVector,
+    LimitExceeded,
+    ModelUnavailable,
+)
 from vecstore.services.embedder import Embedder
 
 
@@ -89,41 +97,96 @@ def as_matrix(
     return mat
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddedTexts:
+    vectors: FloatArray
+    embedding_ms: float
+    # One sentence per truncated text, naming its field: responses report them as "warnings".
+    warnings: list[str]
+    tokens: int
+
+
 class QueryResolver:
-    """Resolves ``vector`` | ``text`` into a query vector, timing the embedding."""
+    """Resolves ``vector`` | ``text`` into vectors: picks the collection's embedding model,
+    checks its dimension, embeds in one batch and reports truncation."""
 
     def __init__(self, embedder: Embedder, max_text_chars: int) -> None:
         self.embedder = embedder
         self.max_text_chars = max_text_chars
+
+    def model_for(self, shape: CollectionShape) -> str:
+        """The model that embeds this collection's text, checked against its dimension."""
+        name = shape.embedding_model or self.embedder.default_model
+        if name is None:
+            raise EmbeddingUnavailable(
+                "text input needs a server-side embedding model, and none is configured;"
+                " send 'vector' instead"
+            )
+        info = self.embedder.describe(name)
+        if info is None:
+            raise ModelUnavailable(
+                f"this collection embeds text with model '{name}', which is not in the"
+                " server's model registry; send 'vector', or register the model again"
+            )
+        if info.dimension != shape.dim:
+            raise EmbeddingUnavailable(
+                f"this collection has dim {shape.dim}, but the embedding model '{info.id}'"
+                f" produces {info.dimension} dimensions, so text cannot be embedded for it;"
+                f" send 'vector', or use a collection created with dim {info.dimension}"
+                " (or an 'embedding_model' of that dimension)"
+            )
+        return info.id
+
+    def check_text(self, text: str, field: str) -> None:
+        if len(text) > self.max_text_chars:
+            raise LimitExceeded(
+                f"'{field}' has {len(text)} characters; the limit is {self.max_text_chars}"
+            )
+
+    def embed_texts(
+        self, shape: CollectionShape, texts: Sequence[str], fields: Sequence[str], *, query: bool
+    ) -> EmbeddedTexts:
+        """Embed many texts in one call; ``fields`` name each text in warnings."""
+        model = self.model_for(shape)
+        for text, field in zip(texts, fields, strict=True):
+            self.check_text(text, field)
+        started = time.perf_counter()
+        out = self.embedder.embed(list(texts), model, query=query)
+        elapsed = (time.perf_counter() - started) * 1000
+        if out.vectors.shape[1] != shape.dim:  # the registry's dimension was checked above
+            raise DimensionMismatch(
+                f"the embedding model produces {out.vectors.shape[1]} dimensions;"
+                f" this collection expects {shape.dim}"
+            )
+        warnings = [
+            truncation_warning(field, tokens)
+            for field, tokens, cut in zip(fields, out.token_counts, out.truncated, strict=True)
+            if cut
+        ]
+        return EmbeddedTexts(out.vectors, elapsed, warnings, out.total_tokens)
 
     def resolve(
         self,
         vector: Sequence[float] | None,
         text: str | None,
         *,
-        dim: int,
-        metric: str,
-        model: str | None,
+        shape: CollectionShape,
         field: str = "vector",
-    ) -> tuple[FloatArray, float]:
-        """Returns (vector, embedding_ms). ``vector`` wins when both are given."""
+    ) -> tuple[FloatArray, float, list[str]]:
+        """Returns (vector, embedding_ms, warnings). ``vector`` wins when both are given."""
         if vector is not None:
-            return as_vector(vector, dim, field=field, metric=metric), 0.0
+            return as_vector(vector, shape.dim, field=field, metric=shape.metric), 0.0, []
         if text is None:
-            raise BadRequest(f"send either '{field}' (a list of {dim} floats) or 'text'")
-        if len(text) > self.max_text_chars:
-            raise BadRequest(
-                f"'text' has {len(text)} characters; the limit is {self.max_text_chars}"
-            )
-        started = time.perf_counter()
-        out = self.embedder.embed([text], model)
-        elapsed = (time.perf_counter() - started) * 1000
-        vec = np.asarray(out[0], dtype=np.float32)
-        if len(vec) != dim:
-            raise DimensionMismatch(
-                f"the embedding model produces {len(vec)} dimensions; this collection expects {dim}"
-            )
-        return vec, elapsed
+            raise BadRequest(f"send either '{field}' (a list of {shape.dim} floats) or 'text'")
+        out = self.embed_texts(shape, [text], ["text"], query=True)
+        return out.vectors[0], out.embedding_ms, out.warnings
+
+
+def truncation_warning(field: str, tokens: int) -> str:
+    return (
+        f"'{field}' was longer than the embedding model's limit and was truncated to its"
+        f" first {tokens} tokens"
+    )
 
 
 def finite_or_none(value: float | None, field: str) -> float | None:

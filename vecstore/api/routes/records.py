@@ -61,7 +61,7 @@ class RecordController(Controller):
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.UpsertIn]
     ) -> w.Success[w.UpsertOut]:
         check_scope(principal_of(request), name, write=True)
-        result, timing = services_of(request.app.state).records.upsert(
+        result, timing, warnings = services_of(request.app.state).records.upsert(
             name, [_item(data)], field="item"
         )
         return w.Success(
@@ -69,6 +69,7 @@ class RecordController(Controller):
                 external_id=data.external_id,
                 status=result.statuses[0],
                 timing_ms=_write_timing(timing) if data.include_timing else UNSET,
+                warnings=warnings or UNSET,
             )
         )
 
@@ -83,7 +84,7 @@ class RecordController(Controller):
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.BulkUpsertIn]
     ) -> w.Success[w.BulkUpsertOut]:
         check_scope(principal_of(request), name, write=True)
-        result, timing = services_of(request.app.state).records.upsert(
+        result, timing, warnings = services_of(request.app.state).records.upsert(
             name, [_item(i) for i in data.items]
         )
         return w.Success(
@@ -95,6 +96,7 @@ class RecordController(Controller):
                 inserted=result.inserted,
                 updated=result.updated,
                 timing_ms=_write_timing(timing) if data.include_timing else UNSET,
+                warnings=warnings or UNSET,
             )
         )
 

@@ -55,6 +55,7 @@ class SearchController(Controller):
                 offset=data.offset,
                 total_count=result.total_count if result.total_count is not None else UNSET,
                 timing_ms=read_timing(result.timing) if data.include_timing else UNSET,
+                warnings=result.warnings or UNSET,
             )
         )
 
@@ -69,13 +70,14 @@ class SearchController(Controller):
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.BulkSearchIn]
     ) -> w.Success[w.BulkSearchOut]:
         check_scope(principal_of(request), name, write=False)
-        results, timing = services_of(request.app.state).search.bulk_search(
+        results, timing, warnings = services_of(request.app.state).search.bulk_search(
             name, [(Query(q.vector, q.text), q.k, q.filters) for q in data.queries]
         )
         return w.Success(
             data=w.BulkSearchOut(
                 results=[[hit_out(h) for h in hits] for hits in results],
                 timing_ms=read_timing(timing) if data.include_timing else UNSET,
+                warnings=warnings or UNSET,
             )
         )
 
@@ -158,5 +160,6 @@ class SearchController(Controller):
                 results=[hit_out(h) for h in result.hits],
                 not_found=result.not_found,
                 timing_ms=read_timing(result.timing) if data.include_timing else UNSET,
+                warnings=result.warnings or UNSET,
             )
         )

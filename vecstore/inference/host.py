@@ -1,0 +1,191 @@
+"""The models one server runs: loaded on first use (the default one at start), each behind its
+micro-batcher, with a cache of query embeddings. Implements the services' ``Embedder`` seam."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vecstore.domain import Embeddings, ModelInfo
+from vecstore.errors import EmbeddingUnavailable, ModelUnavailable
+from vecstore.inference.batcher import BatchPolicy, DirectRunner, MicroBatcher
+from vecstore.inference.onnx_embedder import OnnxEmbeddingModel
+from vecstore.inference.query_cache import CachedEmbedding, QueryCache
+from vecstore.inference.registry import ModelRegistry, ModelSpec
+
+log = logging.getLogger("vecstore.inference")
+
+# (model id, texts in the batch, padded tokens, seconds)
+BatchObserver = Callable[[str, int, int, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceConfig:
+    models_file: Path | None = None
+    # Id (or alias) of the model that embeds text when a collection or request names none;
+    # empty turns server-side embedding off.
+    default_embedding_model: str = "all-MiniLM-L6-v2"
+    intra_op_threads: int = 1
+    micro_batching: bool = True
+    policy: BatchPolicy = field(default_factory=BatchPolicy)
+    query_cache_entries: int = 4096
+
+
+class _Loaded:
+    def __init__(self, model: OnnxEmbeddingModel, runner: MicroBatcher | DirectRunner) -> None:
+        self.model = model
+        self.runner = runner
+
+
+class ModelHost:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        config: InferenceConfig,
+        *,
+        observe_batch: BatchObserver | None = None,
+    ) -> None:
+        self.registry = registry
+        self.config = config
+        self._observe = observe_batch
+        self._loaded: dict[str, _Loaded] = {}
+        self._broken: dict[str, str] = {}
+        self._load_locks: dict[str, threading.Lock] = {
+            s.id: threading.Lock() for s in registry.specs()
+        }
+        self.cache = QueryCache(config.query_cache_entries)
+        self._default: ModelSpec | None = None
+        if config.default_embedding_model:
+            # A default that names no embedding model is a configuration error: fail at start.
+            self._default = registry.get(config.default_embedding_model, kind="embedding")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def preload(self) -> None:
+        """Load the default embedder now, so the first text request does not wait for it."""
+        if self._default is not None:
+            try:
+                self._runtime(self._default)
+            except ModelUnavailable as exc:
+                log.error("%s", exc.message)
+
+    def close(self) -> None:
+        for loaded in list(self._loaded.values()):
+            loaded.runner.close()
+
+    # -- the Embedder seam ----------------------------------------------------------------------
+    @property
+    def default_model(self) -> str | None:
+        return self._default.id if self._default is not None else None
+
+    def models(self) -> list[ModelInfo]:
+        return [spec.info() for spec in self.registry.specs()]
+
+    def describe(self, model: str | None) -> ModelInfo | None:
+        spec = self._default if model is None else self.registry.find(model)
+        return spec.info() if spec is not None else None
+
+    def status(self) -> dict[str, str]:
+        """Per model: "loaded", "not loaded" or the reason it is unavailable."""
+        out = {}
+        for spec in self.registry.specs():
+            if spec.id in self._loaded:
+                out[spec.id] = "loaded"
+            else:
+                out[spec.id] = self._broken.get(spec.id, "not loaded")
+        return out
+
+    def embed(self, texts: Sequence[str], model: str | None, *, query: bool = False) -> Embeddings:
+        spec = self._spec_for(model)
+        loaded = self._runtime(spec)
+        if not query:
+            return self._run(spec, loaded, texts, query=False)
+        # Queries go through the cache; only the misses reach the model.
+        cached = [self.cache.get(spec.id, t) for t in texts]
+        missing = [i for i, c in enumerate(cached) if c is None]
+        if missing:
+            fresh = self._run(spec, loaded, [texts[i] for i in missing], query=True)
+            for row, i in enumerate(missing):
+                entry = CachedEmbedding(
+                    fresh.vectors[row].copy(), fresh.token_counts[row], fresh.truncated[row]
+                )
+                self.cache.put(spec.id, texts[i], entry)
+                cached[i] = entry
+        entries = [c for c in cached if c is not None]
+        return Embeddings(
+            spec.id,
+            np.stack([e.vector for e in entries]) if entries else _empty(spec),
+            [e.tokens for e in entries],
+            [e.truncated for e in entries],
+        )
+
+    # -- internals ------------------------------------------------------------------------------
+    def _spec_for(self, model: str | None) -> ModelSpec:
+        if model is None:
+            if self._default is None:
+                raise EmbeddingUnavailable(
+                    "text input needs a server-side embedding model, and none is configured"
+                    " (VECSTORE_DEFAULT_EMBEDDING_MODEL is empty); send 'vector' instead"
+                )
+            return self._default
+        return self.registry.get(model, kind="embedding")
+
+    def _run(
+        self, spec: ModelSpec, loaded: _Loaded, texts: Sequence[str], *, query: bool
+    ) -> Embeddings:
+        tokenized = loaded.model.tokenize(texts, query=query)
+        vectors = loaded.runner.embed(tokenized, urgent=query)
+        return Embeddings(
+            spec.id, vectors, [t.length for t in tokenized], [t.truncated for t in tokenized]
+        )
+
+    def _runtime(self, spec: ModelSpec) -> _Loaded:
+        loaded = self._loaded.get(spec.id)
+        if loaded is not None:
+            return loaded
+        with self._load_locks[spec.id]:
+            loaded = self._loaded.get(spec.id)
+            if loaded is not None:
+                return loaded
+            if spec.id in self._broken:
+                raise ModelUnavailable(self._broken[spec.id], retry_after_s=60)
+            try:
+                loaded = self._load(spec)
+            except Exception as exc:  # a broken model answers 503; it never stops the server
+                reason = f"model '{spec.id}' is unavailable: {exc}"
+                log.error("%s", reason)
+                self._broken[spec.id] = reason
+                raise ModelUnavailable(reason, retry_after_s=60) from exc
+            self._loaded[spec.id] = loaded
+            log.info("model %s loaded", spec.id)
+            return loaded
+
+    def _load(self, spec: ModelSpec) -> _Loaded:
+        model = OnnxEmbeddingModel(
+            spec,
+            intra_op_threads=self.config.intra_op_threads,
+            max_batch=self.config.policy.max_texts,
+        )
+        observe = None
+        if self._observe is not None:
+            report = self._observe
+
+            def observe(texts: int, tokens: int, seconds: float) -> None:
+                report(spec.id, texts, tokens, seconds)
+
+        runner: MicroBatcher | DirectRunner
+        if self.config.micro_batching:
+            runner = MicroBatcher(
+                model.run, model.dimension, self.config.policy, name=spec.id[:12], observe=observe
+            )
+        else:
+            runner = DirectRunner(model.run, observe=observe)
+        return _Loaded(model, runner)
+
+
+def _empty(spec: ModelSpec) -> np.ndarray:
+    return np.zeros((0, spec.dimension or 0), dtype=np.float32)

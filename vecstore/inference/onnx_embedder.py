@@ -1,0 +1,122 @@
+"""One embedding model on ONNX Runtime: tokenise, run in length-sorted batches, pool, normalise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+from vecstore.domain import FloatArray
+from vecstore.inference.registry import ModelSpec, resolve_files, verify_file
+
+
+@dataclass(frozen=True, slots=True)
+class Tokenized:
+    """Token ids of one text, already truncated to the model's budget."""
+
+    ids: list[int]
+    truncated: bool
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    # On small CPUs one thread per run was fastest: concurrency comes from running several
+    # batches at once (the executor), not from splitting one small matrix product.
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
+def load_tokenizer(spec: ModelSpec, path: str) -> Tokenizer:
+    tokenizer = Tokenizer.from_file(path)
+    # The file may pad to a fixed length and truncate shorter than the model allows: we pad
+    # ourselves, to the longest text of each batch, and truncate at the registry's budget.
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=spec.max_tokens)
+    return tokenizer
+
+
+class OnnxEmbeddingModel:
+    """Thread-safe: ``tokenize`` and ``run`` release the GIL and may be called concurrently."""
+
+    def __init__(self, spec: ModelSpec, *, intra_op_threads: int = 1, max_batch: int = 32) -> None:
+        files = resolve_files(spec)
+        verify_file(files.onnx, spec.onnx, spec.id)
+        verify_file(files.tokenizer, spec.tokenizer, spec.id)
+        self.spec = spec
+        self.max_batch = max_batch
+        self.tokenizer = load_tokenizer(spec, str(files.tokenizer))
+        self.session = ort.InferenceSession(
+            str(files.onnx),
+            sess_options=session_options(intra_op_threads),
+            providers=["CPUExecutionProvider"],
+        )
+        names = {i.name for i in self.session.get_inputs()}
+        missing = {"input_ids", "attention_mask"} - names
+        if missing:
+            raise ValueError(
+                f"model '{spec.id}': the ONNX graph lacks the inputs {sorted(missing)}"
+            )
+        self._wants_token_types = "token_type_ids" in names
+        self._output = spec.output or self.session.get_outputs()[0].name
+        probe = self.run(self.tokenize(["probe"]))
+        if probe.shape != (1, spec.dimension):
+            raise ValueError(
+                f"model '{spec.id}' produces vectors of shape {probe.shape[1:]}, but the"
+                f" registry says dimension {spec.dimension}"
+            )
+
+    @property
+    def dimension(self) -> int:
+        assert self.spec.dimension is not None
+        return self.spec.dimension
+
+    def tokenize(self, texts: Sequence[str], *, query: bool = False) -> list[Tokenized]:
+        prefix = self.spec.query_prefix if query else self.spec.document_prefix
+        if prefix:
+            texts = [prefix + t for t in texts]
+        encodings: list[Encoding] = self.tokenizer.encode_batch(list(texts))
+        return [Tokenized(e.ids, bool(e.overflowing)) for e in encodings]
+
+    def run(self, items: Sequence[Tokenized]) -> FloatArray:
+        """Embed tokenised texts; rows come back in input order."""
+        out = np.empty((len(items), self.dimension), dtype=np.float32)
+        # Sorting by length puts texts of similar length together, so little is padding.
+        order = sorted(range(len(items)), key=lambda i: items[i].length)
+        for start in range(0, len(order), self.max_batch):
+            chunk = order[start : start + self.max_batch]
+            out[chunk] = self._run_padded([items[i].ids for i in chunk])
+        return out
+
+    def _run_padded(self, rows: list[list[int]]) -> FloatArray:
+        width = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if self._wants_token_types:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        (hidden,) = self.session.run([self._output], feed)
+        hidden = np.asarray(hidden, dtype=np.float32)
+        if self.spec.pooling == "cls":
+            pooled = hidden[:, 0, :]
+        else:
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        if self.spec.normalize:
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            pooled = pooled / np.maximum(norms, 1e-12)
+        result: FloatArray = pooled.astype(np.float32, copy=False)
+        return result
