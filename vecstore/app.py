@@ -19,6 +19,7 @@ from vecstore.api.context import RequestContextMiddleware
 from vecstore.api.errors import handle_exception
 from vecstore.api.metrics import Metrics
 from vecstore.api.routes.collections import CollectionController
+from vecstore.api.routes.embeddings import list_models, openai_embeddings, tei_embed
 from vecstore.api.routes.keys import KeyController
 from vecstore.api.routes.ops import docs, health, metrics, ready, v1_health
 from vecstore.api.routes.records import RecordController
@@ -29,6 +30,7 @@ from vecstore.inference.host import InferenceConfig, ModelHost
 from vecstore.inference.registry import ModelRegistry
 from vecstore.services.collections import CollectionService
 from vecstore.services.embedder import Embedder
+from vecstore.services.embeddings import EmbeddingService
 from vecstore.services.keys import KeyService
 from vecstore.services.limits import Limits
 from vecstore.services.records import RecordService
@@ -108,6 +110,11 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> AppS
         keys=KeyService(KeyStore(engine.db), admin_key=settings.admin_key),
         metrics=metrics,
         embedder=embedder,
+        embeddings=EmbeddingService(
+            embedder,
+            max_inputs=settings.max_embedding_inputs,
+            max_text_chars=settings.max_text_chars,
+        ),
         models=models,
     )
 
@@ -142,6 +149,9 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Lites
             RecordController,
             SearchController,
             KeyController,
+            openai_embeddings,
+            list_models,
+            tei_embed,
             health,
             ready,
             v1_health,

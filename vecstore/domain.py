@@ -146,9 +146,11 @@ class Embeddings:
     """The output of one embedding call: a row per text, in input order."""
 
     model: str
-    vectors: FloatArray
+    vectors: FloatArray  # unit length when the model normalises (every built-in one does)
     token_counts: list[int]
     truncated: list[bool]
+    # Each text's pooled vector length before normalisation (a TEI client may ask for raw vectors).
+    norms: FloatArray | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -56,19 +57,28 @@ def _validation_message(exc: ValidationException) -> str:
     return str(detail)
 
 
-def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """What any error becomes, before a dialect gives it its wire shape."""
+
+    status: int
+    type: str
+    message: str
+    headers: dict[str, str] | None = None
+
+
+def classify(request: Request[Any, Any, Any], exc: Exception) -> ErrorInfo:
+    """The one mapping from exceptions to status, stable type and message (every dialect)."""
     if isinstance(exc, VecstoreError):
         headers = None
         if isinstance(exc, RateLimited | NotReady):
             headers = {"Retry-After": str(exc.retry_after_s)}
-        return error_response(request, exc.status, exc.error_type, exc.message, headers)
+        return ErrorInfo(exc.status, exc.error_type, exc.message, headers)
     if isinstance(exc, ValidationException):
-        return error_response(request, 422, "invalid_body", _validation_message(exc))
+        return ErrorInfo(422, "invalid_body", _validation_message(exc))
     if isinstance(exc, HTTPException) and exc.status_code == 400:
         # Litestar's own 400s come from decoding the body or parameters.
-        return error_response(
-            request, 422, "invalid_body", f"the request could not be decoded: {exc.detail}"
-        )
+        return ErrorInfo(422, "invalid_body", f"the request could not be decoded: {exc.detail}")
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         status = exc.status_code
         type_ = _TYPES_BY_STATUS.get(status, "http_error")
@@ -85,7 +95,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
                 "the request body is larger than the server's limit (max_body_bytes);"
                 " send fewer items per request, or stream large loads through import"
             )
-        return error_response(request, status, type_, message, dict(exc.headers or {}) or None)
+        return ErrorInfo(status, type_, message, dict(exc.headers or {}) or None)
     rid = request_id_of(request.scope)
     log.error(
         "unhandled error on %s %s (request_id=%s)",
@@ -94,9 +104,13 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         rid,
         exc_info=exc,
     )
-    return error_response(
-        request,
+    return ErrorInfo(
         500,
         "internal_error",
         f"the server failed to handle this request; quote request id {rid} when reporting it",
     )
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
+    info = classify(request, exc)
+    return error_response(request, info.status, info.type, info.message, info.headers)

@@ -10,6 +10,7 @@ from vecstore.api.metrics import Metrics
 from vecstore.inference.host import ModelHost
 from vecstore.services.collections import CollectionService
 from vecstore.services.embedder import Embedder
+from vecstore.services.embeddings import EmbeddingService
 from vecstore.services.keys import KeyService
 from vecstore.services.records import RecordService
 from vecstore.services.search import SearchService
@@ -27,6 +28,7 @@ class AppServices:
     keys: KeyService
     metrics: Metrics
     embedder: Embedder
+    embeddings: EmbeddingService
     # The ONNX model host when the server runs its own models (tests may inject a fake embedder).
     models: ModelHost | None = None
     started_monotonic: float = field(default_factory=time.monotonic)

@@ -104,10 +104,9 @@ class ModelHost:
         loaded = self._runtime(spec)
         if not query:
             return self._run(spec, loaded, texts, query=False)
-        # Queries go through the cache; only the misses reach the model.
         cached = [self.cache.get(spec.id, t) for t in texts]
         missing = [i for i, c in enumerate(cached) if c is None]
-        if missing:
+        if missing:  # queries go through the cache; only the misses reach the model
             fresh = self._run(spec, loaded, [texts[i] for i in missing], query=True)
             for row, i in enumerate(missing):
                 entry = CachedEmbedding(
@@ -138,9 +137,15 @@ class ModelHost:
         self, spec: ModelSpec, loaded: _Loaded, texts: Sequence[str], *, query: bool
     ) -> Embeddings:
         tokenized = loaded.model.tokenize(texts, query=query)
-        vectors = loaded.runner.embed(tokenized, urgent=query)
+        pooled = loaded.runner.embed(tokenized, urgent=query)
+        norms = np.linalg.norm(pooled, axis=1).astype(np.float32)
+        vectors = pooled / np.maximum(norms, 1e-12)[:, None] if spec.normalize else pooled
         return Embeddings(
-            spec.id, vectors, [t.length for t in tokenized], [t.truncated for t in tokenized]
+            spec.id,
+            vectors.astype(np.float32, copy=False),
+            [t.length for t in tokenized],
+            [t.truncated for t in tokenized],
+            norms,
         )
 
     def _runtime(self, spec: ModelSpec) -> _Loaded:

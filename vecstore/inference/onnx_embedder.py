@@ -70,6 +70,8 @@ class OnnxEmbeddingModel:
         self._wants_token_types = "token_type_ids" in names
         self._output = spec.output or self.session.get_outputs()[0].name
         probe = self.run(self.tokenize(["probe"]))
+        if not np.all(np.isfinite(probe)):
+            raise ValueError(f"model '{spec.id}' produced NaN or Infinity for a probe text")
         if probe.shape != (1, spec.dimension):
             raise ValueError(
                 f"model '{spec.id}' produces vectors of shape {probe.shape[1:]}, but the"
@@ -89,7 +91,7 @@ class OnnxEmbeddingModel:
         return [Tokenized(e.ids, bool(e.overflowing)) for e in encodings]
 
     def run(self, items: Sequence[Tokenized]) -> FloatArray:
-        """Embed tokenised texts; rows come back in input order."""
+        """Embed tokenised texts: pooled, not yet normalised; rows in input order."""
         out = np.empty((len(items), self.dimension), dtype=np.float32)
         # Sorting by length puts texts of similar length together, so little is padding.
         order = sorted(range(len(items)), key=lambda i: items[i].length)
@@ -115,8 +117,5 @@ class OnnxEmbeddingModel:
         else:
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        if self.spec.normalize:
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            pooled = pooled / np.maximum(norms, 1e-12)
         result: FloatArray = pooled.astype(np.float32, copy=False)
         return result
