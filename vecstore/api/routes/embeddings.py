@@ -7,6 +7,8 @@ import base64
 from typing import Any
 
 from litestar import Request, get, post
+from litestar.params import JSONBody
+from litestar.types import ExceptionHandlersMap
 
 from vecstore.api import dialect_schemas as d
 from vecstore.api.dialect_errors import openai_error, tei_error
@@ -14,7 +16,8 @@ from vecstore.api.state import services_of
 from vecstore.errors import BadRequest
 from vecstore.services.embeddings import EmbeddingRequest, texts_of
 
-_OPENAI = {"exception_handlers": {Exception: openai_error}, "tags": ["embeddings"]}
+_OPENAI_ERRORS: ExceptionHandlersMap = {Exception: openai_error}
+_TEI_ERRORS: ExceptionHandlersMap = {Exception: tei_error}
 
 
 @post(
@@ -22,10 +25,11 @@ _OPENAI = {"exception_handlers": {Exception: openai_error}, "tags": ["embeddings
     opt={"role": "read"},
     sync_to_thread=True,
     status_code=200,
-    **_OPENAI,
+    exception_handlers=_OPENAI_ERRORS,
+    tags=["embeddings"],
 )
 def openai_embeddings(
-    request: Request[Any, Any, Any], data: d.OpenAIEmbeddingsIn
+    request: Request[Any, Any, Any], data: JSONBody[d.OpenAIEmbeddingsIn]
 ) -> d.OpenAIEmbeddingsOut:
     encoding = data.encoding_format or "float"
     if encoding not in ("float", "base64"):
@@ -36,7 +40,7 @@ def openai_embeddings(
         ),
         field="input",
     )
-    rows: list[list[float]] | list[str]
+    rows: list[list[float] | str]
     if encoding == "base64":  # what the OpenAI SDK asks for by default
         little = out.vectors.astype("<f4", copy=False)
         rows = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
@@ -49,7 +53,13 @@ def openai_embeddings(
     )
 
 
-@get(["/v1/models", "/models"], opt={"role": "read"}, sync_to_thread=False, **_OPENAI)
+@get(
+    ["/v1/models", "/models"],
+    opt={"role": "read"},
+    sync_to_thread=False,
+    exception_handlers=_OPENAI_ERRORS,
+    tags=["embeddings"],
+)
 def list_models(request: Request[Any, Any, Any]) -> d.ModelList:
     models = services_of(request.app.state).embeddings.models()
     return d.ModelList(
@@ -65,10 +75,10 @@ def list_models(request: Request[Any, Any, Any]) -> d.ModelList:
     opt={"role": "read"},
     sync_to_thread=True,
     status_code=200,
-    exception_handlers={Exception: tei_error},
+    exception_handlers=_TEI_ERRORS,
     tags=["embeddings"],
 )
-def tei_embed(request: Request[Any, Any, Any], data: d.TEIEmbedIn) -> list[list[float]]:
+def tei_embed(request: Request[Any, Any, Any], data: JSONBody[d.TEIEmbedIn]) -> list[list[float]]:
     if data.truncation_direction not in (None, "right", "Right"):
         raise BadRequest(
             "'truncation_direction' 'left' is not supported: texts are truncated at the end"
