@@ -13,7 +13,7 @@ from vecstore.domain import Embeddings, FloatArray, ModelInfo
 from vecstore.errors import BadRequest, LimitExceeded, UnknownModel
 from vecstore.services.embedder import Embedder
 
-TOKEN_IDS_REFUSED = (
+INTEGER_INPUT_REFUSED = (
     "'input' holds token ids; this server embeds text only. Send strings (with LangChain's"
     " OpenAIEmbeddings, set check_embedding_ctx_length=False)"
 )
@@ -46,7 +46,7 @@ def texts_of(value: Any, field: str) -> list[str]:
         if all(isinstance(v, int) and not isinstance(v, bool) for v in value) or all(
             isinstance(v, list) for v in value
         ):
-            raise BadRequest(TOKEN_IDS_REFUSED, type_="token_input_unsupported")
+            raise BadRequest(INTEGER_INPUT_REFUSED, type_="token_input_unsupported")
     if isinstance(value, list) and not value:
         raise BadRequest(f"'{field}' is an empty list; send at least one string")
     raise BadRequest(f"'{field}' must be a string or a list of strings")
