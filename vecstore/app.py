@@ -20,6 +20,7 @@ from vecstore.api.errors import handle_exception
 from vecstore.api.metrics import Metrics
 from vecstore.api.routes.collections import CollectionController
 from vecstore.api.routes.embeddings import list_models, openai_embeddings, tei_embed
+from vecstore.api.routes.hybrid import HybridController
 from vecstore.api.routes.keys import KeyController
 from vecstore.api.routes.ops import docs, health, metrics, ready, v1_health
 from vecstore.api.routes.records import RecordController
@@ -29,8 +30,10 @@ from vecstore.inference.batcher import BatchPolicy
 from vecstore.inference.host import InferenceConfig, ModelHost
 from vecstore.inference.registry import ModelRegistry
 from vecstore.services.collections import CollectionService
+from vecstore.services.cross_encoder import CrossEncoder, NoCrossEncoder
 from vecstore.services.embedder import Embedder
 from vecstore.services.embeddings import EmbeddingService
+from vecstore.services.hybrid import HybridService
 from vecstore.services.keys import KeyService
 from vecstore.services.limits import Limits
 from vecstore.services.records import RecordService
@@ -66,7 +69,11 @@ def build_model_host(settings: Settings, metrics: Metrics) -> ModelHost:
     )
 
 
-def build_services(settings: Settings, embedder: Embedder | None = None) -> AppServices:
+def build_services(
+    settings: Settings,
+    embedder: Embedder | None = None,
+    cross_encoder: CrossEncoder | None = None,
+) -> AppServices:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     models = None
@@ -101,12 +108,16 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> AppS
     )
     collections = CollectionService(engine, embedder, limits)
     resolver = QueryResolver(embedder, settings.max_text_chars)
+    search = SearchService(engine, collections, resolver, limits)
     return AppServices(
         settings=settings,
         engine=engine,
         collections=collections,
         records=RecordService(engine, collections, resolver, limits),
-        search=SearchService(engine, collections, resolver, limits),
+        search=search,
+        hybrid=HybridService(
+            engine, collections, resolver, search, cross_encoder or NoCrossEncoder()
+        ),
         keys=KeyService(KeyStore(engine.db), admin_key=settings.admin_key),
         metrics=metrics,
         embedder=embedder,
@@ -119,8 +130,14 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> AppS
     )
 
 
-def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Litestar:
-    services = build_services(settings, embedder)
+def create_app(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    cross_encoder: CrossEncoder | None = None,
+) -> Litestar:
+    """``embedder`` and ``cross_encoder`` replace the server's own models (tests use fakes)."""
+    services = build_services(settings, embedder, cross_encoder)
     opening: list[threading.Thread] = []
 
     def open_engine() -> None:
@@ -148,6 +165,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Lites
             CollectionController,
             RecordController,
             SearchController,
+            HybridController,
             KeyController,
             openai_embeddings,
             list_models,

@@ -50,6 +50,12 @@ class UnknownModel(BadRequest):
     type = "unknown_model"
 
 
+class ModelNotConfigured(BadRequest):
+    """A method whose model the server does not have (e.g. a cross-encoder)."""
+
+    type = "model_not_configured"
+
+
 class Unauthorized(VecstoreError):
     status = 401
     type = "unauthorized"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from vecstore.api import schemas as w
 from vecstore.domain import CollectionInfo, Hit, Record
+from vecstore.services.hybrid import FusedHit, QueryTiming
 from vecstore.services.keys import Principal
 from vecstore.services.search import ReadTiming
 from vecstore.storage.keys import KeyRow
@@ -42,6 +43,35 @@ def hit_out(hit: Hit, *, include_content: bool = False) -> w.HitOut:
         content=hit.content if include_content else UNSET,
         vector=hit.vector.tolist() if hit.vector is not None else UNSET,
         distance=hit.distance if hit.distance is not None else UNSET,
+    )
+
+
+def fused_hit_out(fused: FusedHit, *, include_content: bool = False) -> w.FusedHitOut:
+    hit = fused.hit
+    return w.FusedHitOut(
+        external_id=hit.external_id,
+        score=hit.score,
+        metadata=hit.metadata,
+        content=hit.content if include_content else UNSET,
+        vector=hit.vector.tolist() if hit.vector is not None else UNSET,
+        distance=hit.distance if hit.distance is not None else UNSET,
+        vector_score=_given(fused.vector_score),
+        text_score=_given(fused.text_score),
+        retrieval_score=_given(fused.retrieval_score),
+        rerank_score=_given(fused.rerank_score),
+    )
+
+
+def _given(value: float | None) -> float | UnsetType:
+    return value if value is not None else UNSET
+
+
+def query_timing(timing: QueryTiming) -> w.QueryTiming:
+    return w.QueryTiming(
+        embedding_ms=round(timing.embedding_ms, 4),
+        search_ms=round(timing.search_ms, 4),
+        rerank_ms=round(timing.rerank_ms, 4),
+        total_ms=round(timing.total_ms, 4),
     )
 
 

@@ -291,6 +291,66 @@ class RerankOut(Struct):
     warnings: list[str] | UnsetType = UNSET
 
 
+class HybridSearchIn(Struct, kw_only=True):
+    query_text: str
+    vector: list[float] | None = None
+    k: int = 10
+    offset: int = 0
+    alpha: float = 0.5
+    fusion: str = "weighted"
+    filters: Json | None = None
+    include_vectors: bool = False
+    include_content: bool = False
+    include_timing: bool = False
+
+
+class FusedHitOut(HitOut):
+    vector_score: float | UnsetType = UNSET
+    text_score: float | UnsetType = UNSET
+    retrieval_score: float | UnsetType = UNSET
+    rerank_score: float | UnsetType = UNSET
+
+
+class HybridSearchOut(Struct):
+    results: list[FusedHitOut]
+    k: int
+    offset: int
+    timing_ms: ReadTiming | UnsetType = UNSET
+    warnings: list[str] | UnsetType = UNSET
+
+
+class RerankStageIn(Struct, kw_only=True):
+    method: str = "vector"
+    model: str | None = None
+    # Weight of the vector score in the 'hybrid' method (the rest is BM25).
+    alpha: float = 0.5
+
+
+class QueryIn(Struct, kw_only=True):
+    vector: list[float] | None = None
+    text: str | None = None
+    k: int = 50
+    top_n: int = 10
+    filters: Json | None = None
+    rerank: RerankStageIn | None = None
+    include_vectors: bool = False
+    include_content: bool = False
+    include_timing: bool = False
+
+
+class QueryTiming(Struct):
+    embedding_ms: float
+    search_ms: float
+    rerank_ms: float
+    total_ms: float
+
+
+class QueryOut(Struct):
+    results: list[FusedHitOut]
+    timing_ms: QueryTiming | UnsetType = UNSET
+    warnings: list[str] | UnsetType = UNSET
+
+
 # -- keys --------------------------------------------------------------------------------------
 class CreateKeyIn(Struct, kw_only=True):
     name: str

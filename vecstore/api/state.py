@@ -11,6 +11,7 @@ from vecstore.inference.host import ModelHost
 from vecstore.services.collections import CollectionService
 from vecstore.services.embedder import Embedder
 from vecstore.services.embeddings import EmbeddingService
+from vecstore.services.hybrid import HybridService
 from vecstore.services.keys import KeyService
 from vecstore.services.records import RecordService
 from vecstore.services.search import SearchService
@@ -25,6 +26,7 @@ class AppServices:
     collections: CollectionService
     records: RecordService
     search: SearchService
+    hybrid: HybridService
     keys: KeyService
     metrics: Metrics
     embedder: Embedder

@@ -67,7 +67,7 @@ class SearchService:
     def _resolve(self, info: CollectionShape, query: Query) -> tuple[np.ndarray, float, list[str]]:
         return self.resolver.resolve(query.vector, query.text, shape=info)
 
-    def _check_k(self, k: int, offset: int = 0) -> None:
+    def check_k(self, k: int, offset: int = 0) -> None:
         self.limits.check_range("k", k, 1, self.limits.max_k)
         if offset < 0:
             raise BadRequest("'offset' must be 0 or more")
@@ -119,7 +119,7 @@ class SearchService:
     ) -> SearchResult:
         started = time.perf_counter()
         info = self.collections.live(name)
-        self._check_k(k, offset)
+        self.check_k(k, offset)
         if ef_search is not None:
             self.limits.check_range("ef_search", ef_search, 1, 10000)
         finite_or_none(score_threshold, "score_threshold")
@@ -148,7 +148,7 @@ class SearchService:
         texts: list[tuple[int, str]] = []
         for i, (query, k, filters) in enumerate(queries):
             try:
-                self._check_k(k)
+                self.check_k(k)
                 node = parse_filter(filters)
                 vector = None
                 if query.vector is not None or query.text is None:
@@ -187,7 +187,7 @@ class SearchService:
     ) -> SearchResult:
         started = time.perf_counter()
         info = self.collections.live(name)
-        self._check_k(k)
+        self.check_k(k)
         node = parse_filter(filters)
         found = info.index_vector_of(external_id)
         if found is None:

@@ -218,6 +218,29 @@ class CollectionRuntime:
             out: IdArray = self.table.ids[self._matching_rows(node)]
             return out
 
+    def passing(self, internal_ids: IdArray, node: Node | None) -> np.ndarray:
+        """For each internal id: is it a live record (matching ``node``, when given)?"""
+        with self.table_lock.read():
+            rows = self.table.rows_for_ids(internal_ids)
+            ok: np.ndarray = rows >= 0
+            if node is not None and ok.any():
+                mask = self.table.metadata_index.evaluate(node, self.table.size)
+                ok[ok] = mask[rows[ok]]
+            return ok
+
+    def score_ids(self, query: FloatArray | None, internal_ids: IdArray) -> list[Hit]:
+        """Exact scores of live records given by internal id, in the given order (absent or
+        deleted ids are left out). Without a query every score is 0: metadata only."""
+        q = None if query is None else self.to_index_space(query.reshape(-1))
+        with self.table_lock.read():
+            rows = self.table.rows_for_ids(np.asarray(internal_ids, dtype=np.int64))
+            rows = rows[rows >= 0]
+            if len(rows) == 0:
+                return []
+            if q is None:
+                return self._scored(rows, np.zeros(len(rows)))
+            return self._scored(rows, self.scores(self.table.vectors[rows], q))
+
     def count(self, node: Node | None) -> int:
         if node is None:
             return self.vector_count

@@ -32,8 +32,9 @@ from vecstore.domain import (
     RecordWrite,
     Unset,
 )
-from vecstore.errors import CollectionNotFound, Conflict, NotReady
+from vecstore.errors import BadRequest, CollectionNotFound, Conflict, NotReady
 from vecstore.storage import schema as t
+from vecstore.storage import text_index
 from vecstore.storage.collection import CollectionRuntime
 from vecstore.storage.database import create_engine, migrate
 from vecstore.storage.filters import Node, compile_sqlite
@@ -308,6 +309,7 @@ class StorageEngine:
                 ).inserted_primary_key
                 assert cid is not None
                 cid = cid[0]
+                text_index.create(conn, int(cid))
                 row = conn.execute(sa.select(t.collections).where(t.collections.c.id == cid)).one()
             self._index_path(int(cid)).unlink(missing_ok=True)
             self._runtimes[name] = self._new_runtime(row)
@@ -383,6 +385,7 @@ class StorageEngine:
                     t.record_vectors.delete().where(t.record_vectors.c.collection_id == cid)
                 )
                 conn.execute(t.changes.delete().where(t.changes.c.collection_id == cid))
+                text_index.drop(conn, cid)
                 conn.execute(t.collections.delete().where(t.collections.c.id == cid))
             self._runtimes.pop(name, None)
             self._broken.pop(name, None)
@@ -464,6 +467,11 @@ class StorageEngine:
                         (runtime.id, iid, ext, final[ext][1], final[ext][2], final[ext][3])
                         for iid, ext in zip(id_list, exts, strict=True)
                     ],
+                )
+                text_index.add(
+                    conn,
+                    runtime.id,
+                    ((iid, final[ext][2]) for iid, ext in zip(id_list, exts, strict=True)),
                 )
                 blob = vectors.astype("<f4", copy=False).tobytes()
                 width = runtime.dim * 4
@@ -563,6 +571,7 @@ class StorageEngine:
 
     @staticmethod
     def _delete_row_data(conn: sa.Connection, cid: int, internal_ids: list[int]) -> None:
+        text_index.remove(conn, cid, internal_ids)
         for chunk in _chunks(internal_ids):
             for table in (t.records, t.record_vectors):
                 conn.execute(
@@ -705,6 +714,46 @@ class StorageEngine:
         records = [self._to_record(r, include_vectors) for r in rows[:limit]]
         next_after = records[-1].external_id if len(rows) > limit else None
         return records, next_after
+
+    # -- keyword search (BM25) --------------------------------------------------------------------
+    def keyword_search(
+        self, runtime: CollectionRuntime, text: str, n: int, node: Node | None = None
+    ) -> list[tuple[int, float]]:
+        """The best ``n`` live records by BM25 over their content, restricted to a filter's
+        matches: (internal id, score) pairs, best first. Widens its FTS read until ``n`` pass
+        the filter or the matches run out, so a filter never under-fills the keyword leg."""
+        expression = self._keyword_expression(text)
+        if expression is None:
+            return []
+        limit = max(n, 1) * (1 if node is None else 4)
+        with self.db.connect() as conn:
+            while True:
+                found = text_index.search(conn, runtime.id, expression, limit)
+                ids = np.fromiter((i for i, _ in found), dtype=np.int64, count=len(found))
+                keep = runtime.passing(ids, node)
+                kept = [pair for pair, ok in zip(found, keep.tolist(), strict=True) if ok]
+                if len(kept) >= n or len(found) < limit:
+                    return kept[:n]
+                limit *= 4
+
+    def keyword_scores(
+        self, runtime: CollectionRuntime, text: str, internal_ids: Sequence[int]
+    ) -> dict[int, float]:
+        """BM25 scores of the given records (missing: no query word in their content)."""
+        expression = self._keyword_expression(text)
+        if expression is None or not internal_ids:
+            return {}
+        with self.db.connect() as conn:
+            return text_index.scores(conn, runtime.id, expression, internal_ids)
+
+    def _keyword_expression(self, text: str) -> str | None:
+        if self.db.dialect.name != "sqlite":
+            raise BadRequest(
+                "keyword (BM25) search needs SQLite's FTS5, and this server's catalog database"
+                f" is {self.db.dialect.name}; use vector search",
+                type_="keyword_search_unavailable",
+            )
+        return text_index.match_expression(text)
 
     # -- search -----------------------------------------------------------------------------------
     def search(
