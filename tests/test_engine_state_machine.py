@@ -32,6 +32,7 @@ from hypothesis.stateful import (
 
 from vecstore.domain import UNSET, Hit, IndexParams, RecordWrite, Unset
 from vecstore.errors import CollectionNotFound, Conflict
+from vecstore.storage import text_index
 from vecstore.storage.collection import MIN_TRAINING_VECTORS
 from vecstore.storage.engine import EngineConfig, StorageEngine
 from vecstore.storage.filters import parse_filter
@@ -511,6 +512,33 @@ class EngineMachine(RuleBasedStateMachine):
                 if after is None:
                     break
             assert seen == sorted(coll.records)
+
+    @invariant()
+    def keyword_index_agrees(self) -> None:
+        """The BM25 index holds the live records' content (it is written in the same
+        transaction): every record whose content has a word is found by that word, and only
+        live records with content are ever found."""
+        for name, coll in self.model.items():
+            runtime = self.engine.runtime(name)
+            with self.engine.db.connect() as conn:  # no stale rows skew BM25's statistics
+                indexed = conn.exec_driver_sql(
+                    f"SELECT count(*) FROM {text_index.table_name(runtime.id)}"
+                ).scalar()
+            assert indexed == sum(1 for r in coll.records.values() if r.content)
+            words = {w for r in coll.records.values() if r.content for w in r.content.split()}
+            for word in sorted(words)[:4]:
+                found = self.engine.keyword_search(runtime, word, len(coll.records) + 5)
+                rows = runtime.table.rows_for_ids(np.asarray([i for i, _ in found]))
+                assert (rows >= 0).all()  # never a deleted or replaced record
+                externals = {runtime.table.external_ids[r] for r in rows.tolist()}
+                expected = {
+                    ext
+                    for ext, r in coll.records.items()
+                    if r.content and word in r.content.split()
+                }
+                assert expected <= externals, (word, expected, externals)
+                assert all(coll.records[e].content for e in externals)
+                assert all(score > 0 for _, score in found)
 
     @invariant()
     def searches_agree(self) -> None:
