@@ -49,6 +49,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from vecstore.app import create_app
     from vecstore.bootstrap import ensure_admin_key
+    from vecstore.errors import VecstoreError
+    from vecstore.inference.registry import RegistryError
     from vecstore.logs import configure_logging
 
     try:
@@ -71,7 +73,11 @@ def serve_command(args: argparse.Namespace) -> int:
         where = settings.data_dir / "admin.key"
         verb = "generated" if generated else "read from"
         print(f"vecstore admin key ({verb} {where}):\n  {key}", flush=True)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except (RegistryError, VecstoreError) as exc:  # a bad model registry or default model
+        print(f"vecstore: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         app,
         host=settings.host,
