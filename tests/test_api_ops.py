@@ -366,9 +366,13 @@ def test_openapi_documents_every_served_route(app: Litestar, openapi: dict[str, 
             assert method.lower() in openapi["paths"].get(doc_path, {}), (method, route.path)
 
 
+# Hosted-API dialect routes answer errors in their dialect's shape (next test).
+DIALECT_PATHS = {"/v1/embeddings", "/embeddings", "/v1/models", "/models", "/embed"}
+
+
 def test_openapi_error_responses_describe_the_error_envelope(openapi: dict[str, Any]) -> None:
     for path, operations in openapi["paths"].items():
-        if not path.startswith("/v1/"):
+        if not path.startswith("/v1/") or path in DIALECT_PATHS:
             continue
         for method, op in operations.items():
             errors = {code: r for code, r in op["responses"].items() if code[0] in "45"}
@@ -378,6 +382,21 @@ def test_openapi_error_responses_describe_the_error_envelope(openapi: dict[str, 
                 assert set(schema["properties"]) == {"status", "error"}, (method, path, code)
                 body = resolve(openapi, schema["properties"]["error"])
                 assert {"code", "type", "message"} <= set(body["properties"]), (method, path)
+
+
+def test_openapi_dialect_routes_describe_their_own_error_shapes(openapi: dict[str, Any]) -> None:
+    for path in sorted(DIALECT_PATHS):
+        for method, op in openapi["paths"][path].items():
+            errors = {code: r for code, r in op["responses"].items() if code[0] in "45"}
+            assert {"401", "422", "503"} <= set(errors), (method, path, sorted(errors))
+            for response in errors.values():
+                schema = resolve(openapi, response["content"]["application/json"]["schema"])
+                if path == "/embed":
+                    assert set(schema["properties"]) == {"error", "error_type"}, path
+                else:
+                    assert set(schema["properties"]) == {"error"}, (method, path)
+                    body = resolve(openapi, schema["properties"]["error"])
+                    assert set(body["properties"]) == {"message", "type", "param", "code"}
 
 
 @pytest.mark.parametrize("path", ["/schema", "/schema/swagger", "/schema/redoc"])

@@ -1,9 +1,11 @@
-"""OpenAPI descriptions shared by routes: every error answers with the one error envelope."""
+"""OpenAPI descriptions shared by routes: every error answers with the one error envelope, or
+(on the hosted-API dialect routes) with that dialect's error shape."""
 
 from __future__ import annotations
 
 from litestar.openapi.datastructures import ResponseSpec
 
+from vecstore.api.dialect_schemas import OpenAIError, TEIError
 from vecstore.api.schemas import ErrorEnvelope
 
 _DESCRIPTIONS = {
@@ -22,3 +24,15 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
     status: ResponseSpec(data_container=ErrorEnvelope, description=text, generate_examples=False)
     for status, text in _DESCRIPTIONS.items()
 }
+
+
+def _responses(container: type) -> dict[int, ResponseSpec]:
+    return {
+        status: ResponseSpec(data_container=container, description=text, generate_examples=False)
+        for status, text in _DESCRIPTIONS.items()
+        if status not in (404, 409)
+    }
+
+
+OPENAI_ERROR_RESPONSES = _responses(OpenAIError)
+TEI_ERROR_RESPONSES = _responses(TEIError)

@@ -12,6 +12,7 @@ from litestar.types import ExceptionHandlersMap
 
 from vecstore.api import dialect_schemas as d
 from vecstore.api.dialect_errors import openai_error, tei_error
+from vecstore.api.openapi import OPENAI_ERROR_RESPONSES, TEI_ERROR_RESPONSES
 from vecstore.api.state import services_of
 from vecstore.errors import BadRequest
 from vecstore.services.embeddings import EmbeddingRequest, texts_of
@@ -26,6 +27,7 @@ _TEI_ERRORS: ExceptionHandlersMap = {Exception: tei_error}
     sync_to_thread=True,
     status_code=200,
     exception_handlers=_OPENAI_ERRORS,
+    responses=OPENAI_ERROR_RESPONSES,
     tags=["embeddings"],
 )
 def openai_embeddings(
@@ -58,6 +60,7 @@ def openai_embeddings(
     opt={"role": "read"},
     sync_to_thread=False,
     exception_handlers=_OPENAI_ERRORS,
+    responses=OPENAI_ERROR_RESPONSES,
     tags=["embeddings"],
 )
 def list_models(request: Request[Any, Any, Any]) -> d.ModelList:
@@ -76,6 +79,7 @@ def list_models(request: Request[Any, Any, Any]) -> d.ModelList:
     sync_to_thread=True,
     status_code=200,
     exception_handlers=_TEI_ERRORS,
+    responses=TEI_ERROR_RESPONSES,
     tags=["embeddings"],
 )
 def tei_embed(request: Request[Any, Any, Any], data: JSONBody[d.TEIEmbedIn]) -> list[list[float]]:
