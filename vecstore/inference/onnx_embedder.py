@@ -69,7 +69,8 @@ class OnnxEmbeddingModel:
             )
         self._wants_token_types = "token_type_ids" in names
         self._output = spec.output or self.session.get_outputs()[0].name
-        probe = self.run(self.tokenize(["probe"]))
+        # Straight through the graph: run() would fail on the shape before it could be named.
+        probe = self._run_padded([self.tokenize(["probe"])[0].ids])
         if not np.all(np.isfinite(probe)):
             raise ValueError(f"model '{spec.id}' produced NaN or Infinity for a probe text")
         if probe.shape != (1, spec.dimension):
