@@ -97,7 +97,7 @@ class RecordService:
             if item.vector is None:
                 if item.text is None:
                     raise BadRequest(f"{field}[{i}] needs 'vector' or 'text'")
-                self.resolver.check_text(item.text, f"{field}[{i}].text")
+                self.resolver.check_text(item.text, _text_field(field, i))
                 texts.append((i, item.text))
             metadata = item.metadata
             if metadata is None:
@@ -124,7 +124,7 @@ class RecordService:
             out = self.resolver.embed_texts(
                 info,
                 [t for _, t in texts],
-                [f"{field}[{i}].text" for i, _ in texts],
+                [_text_field(field, i) for i, _ in texts],
                 query=False,
             )
             embedding_ms, warnings = out.embedding_ms, out.warnings
@@ -252,6 +252,12 @@ class RecordService:
 
 
 SAFE_INTEGER = 2**53
+
+
+def _text_field(field: str, i: int) -> str:
+    """How messages name an item's text: plain 'text' for a single upsert (its body is the
+    item), 'items[3].text' in a bulk request."""
+    return "text" if field == "item" else f"{field}[{i}].text"
 
 
 def _unsafe_number(value: Any) -> int | float | None:
