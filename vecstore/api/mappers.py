@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from msgspec import UNSET, UnsetType
 
 from vecstore.api import schemas as w
@@ -47,14 +48,9 @@ def hit_out(hit: Hit, *, include_content: bool = False) -> w.HitOut:
 
 
 def fused_hit_out(fused: FusedHit, *, include_content: bool = False) -> w.FusedHitOut:
-    hit = fused.hit
+    base = hit_out(fused.hit, include_content=include_content)
     return w.FusedHitOut(
-        external_id=hit.external_id,
-        score=hit.score,
-        metadata=hit.metadata,
-        content=hit.content if include_content else UNSET,
-        vector=hit.vector.tolist() if hit.vector is not None else UNSET,
-        distance=hit.distance if hit.distance is not None else UNSET,
+        **msgspec.structs.asdict(base),
         vector_score=_given(fused.vector_score),
         text_score=_given(fused.text_score),
         retrieval_score=_given(fused.retrieval_score),
