@@ -206,6 +206,12 @@ def test_keyed_routes_answer_503_not_ready_while_loading(
 
 
 # -- /v1/health --------------------------------------------------------------------------------
+def test_v1_health_reports_model_status(client: TestClient[Litestar]) -> None:
+    assert client.post("/v1/embeddings", json={"input": "warm up"}).status_code == 200
+    models = client.get("/v1/health").json()["data"]["models"]
+    assert models == [{"id": "all-MiniLM-L6-v2", "status": "loaded"}]
+
+
 def test_v1_health_requires_a_key(anon: TestClient[Litestar], read_key: str) -> None:
     r = anon.get("/v1/health")
     assert r.status_code == 401
@@ -233,7 +239,16 @@ def test_v1_health_shape_and_numbers(data_dir: Path) -> None:
         body = r.json()
         assert body["status"] == "success"
         data = body["data"]
-        assert set(data) == {"status", "version", "uptime_seconds", "collections", "total_vectors"}
+        assert set(data) == {
+            "status",
+            "version",
+            "uptime_seconds",
+            "collections",
+            "total_vectors",
+            "models",
+        }
+        # preload_models is off in tests: the default model loads on first use
+        assert data["models"] == [{"id": "all-MiniLM-L6-v2", "status": "not loaded"}]
         assert data["status"] == "ok"
         assert data["version"] == __version__
         assert isinstance(data["uptime_seconds"], float | int)

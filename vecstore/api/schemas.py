@@ -410,9 +410,16 @@ class HealthCollection(Struct):
     deleted_fraction: float
 
 
+class HealthModel(Struct):
+    id: str
+    # "loaded", "not loaded" (loads on first use), or why it is unavailable
+    status: str
+
+
 class HealthOut(Struct):
     status: str
     version: str
     uptime_seconds: float
     collections: list[HealthCollection]
     total_vectors: int
+    models: list[HealthModel]

@@ -65,6 +65,10 @@ def v1_health(request: Request[Any, Any, Any]) -> w.Success[w.HealthOut]:
             uptime_seconds=round(time.monotonic() - services.started_monotonic, 3),
             collections=rows,
             total_vectors=sum(r.vector_count for r in rows),
+            models=[
+                w.HealthModel(model, state)
+                for model, state in (services.models.status() if services.models else {}).items()
+            ],
         )
     )
 
