@@ -7,6 +7,8 @@ live server process (``base_url`` with and without ``/v1``, its default base64 p
 from __future__ import annotations
 
 import base64
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +257,49 @@ def test_openai_sdk_against_a_live_server(tmp_path: Path) -> None:
             stranger = openai.OpenAI(base_url=base_url, api_key="wrong", max_retries=0)
             with pytest.raises(openai.AuthenticationError):
                 stranger.embeddings.create(model="all-MiniLM-L6-v2", input="x")
+
+
+def test_concurrent_requests_to_a_live_server_share_batches_and_get_their_own_vectors(
+    tmp_path: Path,
+) -> None:
+    key = new_admin_key()
+    texts = [f"request number {i} asks about topic {i * 7 % 11}" for i in range(24)]
+    # One worker and a long window: while one batch runs, the others queue up and merge.
+    env = {"VECSTORE_EMBEDDING_WORKERS": "1", "VECSTORE_EMBEDDING_BATCH_WINDOW_MS": "50"}
+    with running_server(tmp_path / "data", admin_key=key, env=env) as server:
+        with server.client() as client:
+            alone = {
+                t: client.post("/v1/embeddings", json={"input": t}).json()["data"][0]["embedding"]
+                for t in texts
+            }
+            before = _batch_counts(client.get("/metrics").text)
+        barrier = threading.Barrier(len(texts))
+
+        def call(text: str) -> list[float]:
+            with server.client() as own:
+                barrier.wait(timeout=30)
+                r = own.post("/v1/embeddings", json={"input": text})
+                assert r.status_code == 200, r.text
+                vector: list[float] = r.json()["data"][0]["embedding"]
+                return vector
+
+        with ThreadPoolExecutor(len(texts)) as pool:
+            together = dict(zip(texts, pool.map(call, texts), strict=True))
+        for text in texts:
+            np.testing.assert_allclose(together[text], alone[text], atol=1e-5)
+        with server.client() as client:
+            after = _batch_counts(client.get("/metrics").text)
+    runs, single = after[0] - before[0], after[1] - before[1]
+    assert runs < len(texts)  # fewer model runs than requests: they were batched
+    assert single < runs  # at least one run held more than one text
+
+
+def _batch_counts(metrics: str) -> tuple[float, float]:
+    """(model runs, runs of exactly one text) from the batch-size histogram."""
+    runs = single = 0.0
+    for line in metrics.splitlines():
+        if line.startswith('vecstore_embedding_batch_texts_count{model="all-MiniLM-L6-v2"}'):
+            runs = float(line.split()[-1])
+        if line.startswith('vecstore_embedding_batch_texts_bucket{le="1.0",model='):
+            single = float(line.split()[-1])
+    return runs, single
