@@ -546,3 +546,45 @@ def test_a_closed_batcher_refuses_work() -> None:
     batcher.close()
     with pytest.raises(Overloaded, match="shutting down"):
         batcher.embed(tokens(0, 1))
+
+
+def test_an_idle_batcher_runs_a_lone_request_in_the_callers_thread() -> None:
+    """Nobody to batch with: the caller runs the model itself (no queue hand-offs); while that
+    run holds the only worker, the next caller waits in the queue for the executor."""
+    threads: list[str] = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def run(items: Sequence[Tokenized]) -> FloatArray:
+        threads.append(threading.current_thread().name)
+        if items[0].ids[0] == 0:
+            started.set()
+            release.wait(10)
+        return fake_run(items)
+
+    batcher = MicroBatcher(run, FAKE_DIM, BatchPolicy(window_s=0.0, workers=1), name="t")
+    outputs: dict[str, FloatArray] = {}
+    try:
+        first = threading.Thread(
+            target=lambda: outputs.update(a=batcher.embed(tokens(0, 1))), name="caller-a"
+        )
+        first.start()
+        assert started.wait(10)
+        second = threading.Thread(
+            target=lambda: outputs.update(b=batcher.embed(tokens(5, 2))), name="caller-b"
+        )
+        second.start()
+        wait_for(lambda: batcher._queued_texts == 2)  # queued: the only worker is busy
+        release.set()
+        first.join(10)
+        second.join(10)
+        # Idle again: a request larger than one batch still goes through the executor.
+        batcher.embed(tokens(10, batcher.policy.max_texts + 1))
+    finally:
+        release.set()
+        batcher.close()
+    assert threads[0] == "caller-a"
+    assert threads[1].startswith("vecstore-t")  # the executor, not caller-b
+    assert all(t.startswith("vecstore-t") for t in threads[2:])
+    np.testing.assert_array_equal(outputs["a"][:, 0], [0])
+    np.testing.assert_array_equal(outputs["b"][:, 0], [5, 6])

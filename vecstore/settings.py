@@ -70,7 +70,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Concurrent embedding requests are gathered into shared model runs (micro-batching).
     embedding_micro_batching: bool = True
     embedding_batch_window_ms: float = 2.0
-    embedding_max_batch: int = 32
+    embedding_max_batch: int = 16
     embedding_max_batch_tokens: int = 8192
     # Texts waiting for the model at most; beyond it, requests answer 503 with Retry-After.
     embedding_queue_max: int = 20000

@@ -1,7 +1,8 @@
 """Micro-batching: concurrent embedding requests share model runs on a dedicated executor.
 
-Callers (request worker threads, never the event loop) hand in tokenised texts and wait. A
-dispatcher thread takes waiting requests while a worker is free, lets a short window pass for
+Callers (request worker threads, never the event loop) hand in tokenised texts and wait. On an
+idle model (nothing queued, a worker free) a lone request runs in its caller's thread: there is
+nobody to batch with. Otherwise a dispatcher thread takes waiting requests while a worker is free, lets a short window pass for
 company when the queue is short, and packs a batch within a text count and a token budget
 (counted as padded tokens: the batch runs at the width of its longest text). Large requests are
 cut into parts, so a bulk upsert never holds every worker; interactive (query) requests go ahead
@@ -31,7 +32,7 @@ ObserveFn = Callable[[int, int, float], None]
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
     window_s: float = 0.002
-    max_texts: int = 32
+    max_texts: int = 16
     max_tokens: int = 8192
     workers: int = 2
     max_queued_texts: int = 20000
@@ -90,6 +91,13 @@ class MicroBatcher:
         """Block until every item is embedded; rows in input order."""
         if not items:
             return np.zeros((0, self._dimension), dtype=np.float32)
+        if len(items) > self.policy.max_queued_texts:
+            raise Overloaded(
+                f"this request holds {len(items)} texts, more than the embedding queue takes"
+                f" ({self.policy.max_queued_texts}); send fewer texts per request"
+            )
+        if len(items) <= self.policy.max_texts and self._claim_idle_worker():
+            return self._run_inline(items)
         request = _Request(np.empty((len(items), self._dimension), np.float32), 0)
         now = time.monotonic()
         size = self.policy.max_texts
@@ -119,6 +127,30 @@ class MicroBatcher:
             raise request.error
         return request.out
 
+    def _claim_idle_worker(self) -> bool:
+        """Nothing waits and a worker is free: there is nobody to batch with, so the caller
+        may run the model itself, sparing the two thread hand-offs of the queue."""
+        with self._cond:
+            if self._closed or self._urgent or self._bulk:
+                return False
+            if not self._free.acquire(blocking=False):
+                return False
+            self._running += 1  # requests arriving meanwhile wait for company
+            return True
+
+    def _run_inline(self, items: Sequence[Tokenized]) -> FloatArray:
+        try:
+            started = time.perf_counter()
+            vectors = self._run(items)
+            if self._observe is not None:
+                width = max(i.length for i in items)
+                self._observe(len(items), width * len(items), time.perf_counter() - started)
+            return vectors
+        finally:
+            with self._cond:
+                self._running -= 1
+            self._free.release()
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -129,13 +161,13 @@ class MicroBatcher:
     # -- dispatcher thread --------------------------------------------------------------------
     def _dispatch(self) -> None:
         while True:
-            self._free.acquire()  # wait for a free worker: meanwhile requests pile up
             with self._cond:
                 while not (self._urgent or self._bulk or self._closed):
                     self._cond.wait()
                 if self._closed and not (self._urgent or self._bulk):
-                    self._free.release()
                     return
+            self._free.acquire()  # wait for a free worker: meanwhile requests pile up
+            with self._cond:  # only this thread takes from the queues: they still hold work
                 self._wait_for_company()
                 batch = self._take()
                 self._queued_texts -= sum(len(p.items) for p in batch)
