@@ -2,8 +2,9 @@
 
 Callers (request worker threads, never the event loop) hand in tokenised texts and wait. On an
 idle model (nothing queued, a worker free) a lone request runs in its caller's thread: there is
-nobody to batch with. Otherwise a dispatcher thread takes waiting requests while a worker is free, lets a short window pass for
-company when the queue is short, and packs a batch within a text count and a token budget
+nobody to batch with. Otherwise a dispatcher thread takes waiting requests while a worker is
+free, lets a short window pass for company when the queue is short (and a batch is already
+running), and packs a batch within a text count and a token budget
 (counted as padded tokens: the batch runs at the width of its longest text). Large requests are
 cut into parts, so a bulk upsert never holds every worker; interactive (query) requests go ahead
 of bulk ones. Each caller gets its own rows back, in its own order.
