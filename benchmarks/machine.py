@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -47,3 +49,42 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+def cpu_busy_s() -> tuple[float, float]:
+    """Machine-wide (busy, stolen) CPU seconds since boot, from /proc/stat; (0, 0) elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0, 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    hz = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / hz, steal / hz
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (a finished server, the peer)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def wait_for_quiet(
+    max_wait_s: float, *, threshold_cores: float = 0.25, window_s: float = 2.0
+) -> dict[str, Any]:
+    """On a shared machine: wait (at most ``max_wait_s``) until the CPU that other processes
+    use over a ``window_s`` window is below ``threshold_cores``. Returns what it saw."""
+    start = time.monotonic()
+    other = float("nan")
+    while True:
+        busy0, own0, t0 = cpu_busy_s()[0], own_cpu_s(), time.monotonic()
+        time.sleep(window_s)
+        busy1, own1, t1 = cpu_busy_s()[0], own_cpu_s(), time.monotonic()
+        other = max((busy1 - busy0) - (own1 - own0), 0.0) / (t1 - t0)
+        waited = t1 - start
+        if other < threshold_cores or waited >= max_wait_s:
+            return {
+                "waited_s": round(waited, 1),
+                "other_cores": round(other, 3),
+                "quiet": other < threshold_cores,
+            }

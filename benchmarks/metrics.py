@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,3 +37,31 @@ def recall_at_k(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]]) 
         len(set(f) & set(t)) / len(t) if len(t) else 1.0 for f, t in zip(found, truth, strict=True)
     ]
     return float(np.mean(scores))
+
+
+NOISY_CORES = 0.25  # a round in which other processes used more CPU than this is "noisy"
+
+
+def median_round(
+    rounds: Sequence[dict[str, Any]],
+    key: str,
+    *,
+    noise: Callable[[dict[str, Any]], float | None] | None = None,
+) -> dict[str, Any]:
+    """Of repeated runs of one pass, the run whose ``key`` is the median (the lower middle one of
+    an even count), with every run's ``key`` in ``<key>_by_round``: on a shared machine one
+    burst of noise then moves a figure less than it would move one run or a mean. With
+    ``noise`` (the CPUs other processes used during a run), runs above ``NOISY_CORES`` are set
+    aside as long as at least one quiet run is left."""
+    if not rounds:
+        raise ValueError("no rounds")
+    quiet = [r for r in rounds if noise is None or (noise(r) or 0.0) <= NOISY_CORES]
+    pool = quiet or list(rounds)
+    ordered = sorted(pool, key=lambda r: float(r[key]))
+    middle = ordered[(len(ordered) - 1) // 2]
+    return {
+        **middle,
+        "rounds": len(rounds),
+        "noisy_rounds_set_aside": len(rounds) - len(pool),
+        f"{key}_by_round": [r[key] for r in rounds],
+    }

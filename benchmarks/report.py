@@ -79,25 +79,37 @@ def targets(results: dict[str, Any]) -> list[Target]:
     return out
 
 
-def write(results: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path]:
+def write_files(
+    results: dict[str, Any], goals: list[Target], text: str, out_dir: Path, stem: str
+) -> tuple[Path, Path]:
+    """``<stem>.json`` (the results with their targets) and ``<stem>.md`` (``text``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{stem}.json"
     md_path = out_dir / f"{stem}.md"
-    payload = {**results, "targets": [t.as_dict() for t in targets(results)]}
+    payload = {**results, "targets": [t.as_dict() for t in goals]}
     json_path.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
-    md_path.write_text(markdown(results))
+    md_path.write_text(text)
     return json_path, md_path
 
 
-def targets_text(results: dict[str, Any]) -> str:
+def format_targets(goals: list[Target], name_width: int, value_width: int) -> str:
     lines = ["Targets (reached vs goal):"]
-    for t in targets(results):
+    for t in goals:
         cmp = ">=" if t.higher_is_better else "<="
         verdict = "met" if t.met else "MISSED"
         lines.append(
-            f"  {t.name:<46} {t.show(t.reached):>18}  goal {cmp} {t.show(t.goal):<18} [{verdict}]"
+            f"  {t.name:<{name_width}} {t.show(t.reached):>{value_width}}"
+            f"  goal {cmp} {t.show(t.goal):<{value_width}} [{verdict}]"
         )
     return "\n".join(lines)
+
+
+def write(results: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path]:
+    return write_files(results, targets(results), markdown(results), out_dir, stem)
+
+
+def targets_text(results: dict[str, Any]) -> str:
+    return format_targets(targets(results), 46, 18)
 
 
 def markdown(results: dict[str, Any]) -> str:

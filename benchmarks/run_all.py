@@ -1,18 +1,46 @@
-"""Every benchmark suite, for ``make bench``. Today that is the core suite; arguments pass through.
+"""Every benchmark suite, for ``make bench``: the core suite, then the embedding suite.
 
-python -m benchmarks.run_all [--n 100000] [--queries 500] [--out benchmarks/results]
+python -m benchmarks.run_all [--suites core,embed] [--peer-python PATH] [--embed-smoke]
+                             [--out DIR] [core options]
+
+Options other than these pass through to ``run_core``. The embedding suite gets ``--out``,
+``--peer-python`` (default ``.venv-bench/bin/python`` when that exists; otherwise the reference
+peer is skipped, with a note in the report) and, with ``--embed-smoke``, ``--smoke``.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from benchmarks import run_core
+from benchmarks import run_core, run_embed
+
+SUITES = ("core", "embed")
+DEFAULT_PEER = Path(__file__).resolve().parent.parent / ".venv-bench" / "bin" / "python"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_core.main(argv)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run_all", add_help=False)
+    p.add_argument("--suites", default=",".join(SUITES))
+    p.add_argument("--peer-python", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--embed-smoke", action="store_true", help="the embedding suite's --smoke")
+    args, rest = p.parse_known_args(argv)
+    suites = [s.strip() for s in args.suites.split(",") if s.strip()]
+    unknown = sorted(set(suites) - set(SUITES))
+    if unknown:
+        p.error(f"unknown suites {unknown}; known: {', '.join(SUITES)}")
+    out = ["--out", str(args.out)] if args.out else []
+    code = 0
+    if "core" in suites:
+        code = run_core.main([*rest, *out]) or code
+    if "embed" in suites:
+        peer = args.peer_python or (DEFAULT_PEER if DEFAULT_PEER.exists() else None)
+        embed = [*out, *(["--peer-python", str(peer)] if peer else [])]
+        code = run_embed.main([*embed, *(["--smoke"] if args.embed_smoke else [])]) or code
+    return code
 
 
 if __name__ == "__main__":
