@@ -104,6 +104,18 @@ def format_targets(goals: list[Target], name_width: int, value_width: int) -> st
     return "\n".join(lines)
 
 
+def targets_table(goals: list[Target]) -> list[str]:
+    """The markdown "Targets" section: reached vs goal, a row per target."""
+    out = ["## Targets", "", "| target | reached | goal | met |", "|---|---:|---:|:-:|"]
+    for t in goals:
+        cmp = "≥" if t.higher_is_better else "≤"
+        out.append(
+            f"| {t.name} | {t.show(t.reached)} | {cmp} {t.show(t.goal)} "
+            f"| {'yes' if t.met else '**no**'} |"
+        )
+    return out
+
+
 def write(results: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path]:
     return write_files(results, targets(results), markdown(results), out_dir, stem)
 
@@ -131,17 +143,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"cosine, default index `{json.dumps(results.get('index'))}`; {cfg['queries']} queries "
         f"drawn from the same mixture; seed {cfg['seed']}.",
         "",
-        "## Targets",
-        "",
-        "| target | reached | goal | met |",
-        "|---|---:|---:|:-:|",
+        *targets_table(targets(results)),
     ]
-    for t in targets(results):
-        cmp = "≥" if t.higher_is_better else "≤"
-        out.append(
-            f"| {t.name} | {t.show(t.reached)} | {cmp} {t.show(t.goal)} "
-            f"| {'yes' if t.met else '**no**'} |"
-        )
     out += [
         "",
         "## Ingest and indexing",

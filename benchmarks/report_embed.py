@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.metrics import NOISY_CORES
-from benchmarks.report import Target, _num, _pair, format_targets, write_files
+from benchmarks.report import (
+    Target,
+    _num,
+    _pair,
+    format_targets,
+    targets_table,
+    write_files,
+)
 
 
 def targets(results: dict[str, Any]) -> list[Target]:
@@ -107,17 +114,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"out rounds in which other processes used over {NOISY_CORES} CPU while a quieter one "
         "is left (every round's figure is in the JSON)." + _load_text(results),
         "",
-        "## Targets",
-        "",
-        "| target | reached | goal | met |",
-        "|---|---:|---:|:-:|",
+        *targets_table(targets(results)),
     ]
-    for t in targets(results):
-        cmp = "≥" if t.higher_is_better else "≤"
-        out.append(
-            f"| {t.name} | {t.show(t.reached)} | {cmp} {t.show(t.goal)} "
-            f"| {'yes' if t.met else '**no**'} |"
-        )
     if results.get("notes"):
         out += ["", *[f"- {n}" for n in results["notes"]]]
 
