@@ -219,11 +219,20 @@ def test_tei_errors_have_tei_shape(client: Client) -> None:
     assert "left" in r.json()["error"]
 
 
-def test_batch_metrics_are_exported(client: Client) -> None:
+def test_batch_and_query_cache_metrics_are_exported(client: Client) -> None:
     client.post("/v1/embeddings", json={"input": ["a", "b", "c"]})
     text = client.get("/metrics").text
-    assert 'vecstore_embedding_batch_texts_count{model="all-MiniLM-L6-v2"}' in text
+    assert 'vecstore_embedding_batch_texts_count{model="all-MiniLM-L6-v2"} 1.0' in text
+    assert 'vecstore_embedding_batch_texts_sum{model="all-MiniLM-L6-v2"} 3.0' in text
     assert 'vecstore_embedding_batch_duration_seconds_count{model="all-MiniLM-L6-v2"}' in text
+    assert client.post("/v1/collections", json={"name": "m", "dim": 384}).status_code == 201
+    for _ in range(3):  # the same query: one miss, then hits
+        r = client.post("/v1/collections/m/search", json={"text": "same question"})
+        assert r.status_code == 200, r.text
+    text = client.get("/metrics").text
+    model = 'model="all-MiniLM-L6-v2"'
+    assert f'vecstore_query_cache_lookups_total{{{model},result="miss"}} 1.0' in text
+    assert f'vecstore_query_cache_lookups_total{{{model},result="hit"}} 2.0' in text
 
 
 # -- the real openai SDK against a live server ----------------------------------------------------

@@ -66,6 +66,7 @@ def build_model_host(settings: Settings, metrics: Metrics) -> ModelHost:
             query_cache_entries=settings.query_cache_entries,
         ),
         observe_batch=metrics.observe_embedding_batch,
+        observe_cache=metrics.observe_query_cache,
     )
 
 

@@ -49,6 +49,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.query_cache = Counter(
+            "vecstore_query_cache_lookups",
+            "Query-embedding cache lookups by result (hit: the model did not run).",
+            ["model", "result"],
+            registry=self.registry,
+        )
+
+    def observe_query_cache(self, model: str, hits: int, misses: int) -> None:
+        if hits:
+            self.query_cache.labels(model, "hit").inc(hits)
+        if misses:
+            self.query_cache.labels(model, "miss").inc(misses)
+
     def observe_embedding_batch(self, model: str, texts: int, tokens: int, seconds: float) -> None:
         self.embedding_batch_size.labels(model).observe(texts)
         self.embedding_batch_seconds.labels(model).observe(seconds)

@@ -22,6 +22,8 @@ log = logging.getLogger("vecstore.inference")
 
 # (model id, texts in the batch, padded tokens, seconds)
 BatchObserver = Callable[[str, int, int, float], None]
+# (model id, query-cache hits, misses) of one call
+CacheObserver = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +51,12 @@ class ModelHost:
         config: InferenceConfig,
         *,
         observe_batch: BatchObserver | None = None,
+        observe_cache: CacheObserver | None = None,
     ) -> None:
         self.registry = registry
         self.config = config
         self._observe = observe_batch
+        self._observe_cache = observe_cache
         self._loaded: dict[str, _Loaded] = {}
         self._broken: dict[str, str] = {}
         self._load_locks: dict[str, threading.Lock] = {
@@ -106,6 +110,8 @@ class ModelHost:
             return self._run(spec, loaded, texts, query=False)
         cached = [self.cache.get(spec.id, t) for t in texts]
         missing = [i for i, c in enumerate(cached) if c is None]
+        if self._observe_cache is not None and self.cache.max_entries > 0:
+            self._observe_cache(spec.id, len(texts) - len(missing), len(missing))
         if missing:  # queries go through the cache; only the misses reach the model
             fresh = self._run(spec, loaded, [texts[i] for i in missing], query=True)
             for row, i in enumerate(missing):
