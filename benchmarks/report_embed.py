@@ -369,6 +369,16 @@ def analysis(results: dict[str, Any]) -> list[str]:
             f"request; the model run alone takes {_num(run)} ms and an empty HTTP round trip "
             f"{_num(floor)} ms, so the target needs a faster model run, not only less overhead."
         )
+        tokenize, onnx_run = comp.get("tokenize"), comp.get("onnx_run")
+        if tokenize and onnx_run:
+            ours = tokenize["mean_ms"] + onnx_run["mean_ms"]
+            theirs = peer["latency"]["mean_ms"]
+            lines.append(
+                f"- Like for like, in process with no HTTP: vecstore's model code (tokenise + run)"
+                f" takes {_num(ours)} ms per short query, the peer's `encode` {_num(theirs)} ms:"
+                f" {_num(theirs / ours)}x. The HTTP round trip and the server around the model"
+                " are what the end-to-end figure adds."
+            )
     b64 = on.get("single_query", {}).get("base64")
     if single and b64:
         lines.append(
