@@ -64,6 +64,7 @@ def build_model_host(settings: Settings, metrics: Metrics) -> ModelHost:
                 timeout_s=settings.embedding_timeout_s,
             ),
             query_cache_entries=settings.query_cache_entries,
+            default_cross_encoder=settings.default_cross_encoder,
         ),
         observe_batch=metrics.observe_embedding_batch,
         observe_cache=metrics.observe_query_cache,
@@ -81,6 +82,7 @@ def build_services(
     if embedder is None:
         models = build_model_host(settings, metrics)
         embedder = models
+        cross_encoder = cross_encoder or models
     engine = StorageEngine(
         EngineConfig(
             database_url=settings.resolved_database_url,

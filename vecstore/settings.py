@@ -62,6 +62,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     models_file: Path | None = None
     # The model that embeds text when a collection names none; empty turns text input off.
     default_embedding_model: str = "all-MiniLM-L6-v2"
+    # The cross-encoder used when a request names none; empty: the registry's first one.
+    default_cross_encoder: str = ""
     # Load the default model while the server starts, rather than on the first text request.
     preload_models: bool = True
     # Threads inside one model run, and model runs at once (the embedding executor's size).

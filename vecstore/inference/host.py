@@ -1,5 +1,6 @@
 """The models one server runs: loaded on first use (the default one at start), each behind its
-micro-batcher, with a cache of query embeddings. Implements the services' ``Embedder`` seam."""
+micro-batcher, with a cache of query embeddings. Implements the services' ``Embedder`` and
+``CrossEncoder`` seams."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vecstore.domain import Embeddings, ModelInfo
-from vecstore.errors import EmbeddingUnavailable, ModelUnavailable
-from vecstore.inference.batcher import BatchPolicy, DirectRunner, MicroBatcher
-from vecstore.inference.onnx_embedder import OnnxEmbeddingModel
+from vecstore.domain import Embeddings, FloatArray, ModelInfo
+from vecstore.errors import EmbeddingUnavailable, ModelNotConfigured, ModelUnavailable
+from vecstore.inference.batcher import BatchPolicy, DirectRunner, MicroBatcher, RunFn
+from vecstore.inference.onnx_cross_encoder import OnnxCrossEncoder, logits_to_scores
+from vecstore.inference.onnx_embedder import OnnxEmbeddingModel, Tokenized
 from vecstore.inference.query_cache import CachedEmbedding, QueryCache
 from vecstore.inference.registry import ModelRegistry, ModelSpec
 
@@ -36,10 +38,17 @@ class InferenceConfig:
     micro_batching: bool = True
     policy: BatchPolicy = field(default_factory=BatchPolicy)
     query_cache_entries: int = 4096
+    # Id (or alias) of the cross-encoder used when a request names none; empty: the first
+    # cross-encoder in the registry, if any.
+    default_cross_encoder: str = ""
 
 
 class _Loaded:
-    def __init__(self, model: OnnxEmbeddingModel, runner: MicroBatcher | DirectRunner) -> None:
+    def __init__(
+        self,
+        model: OnnxEmbeddingModel | OnnxCrossEncoder,
+        runner: MicroBatcher | DirectRunner,
+    ) -> None:
         self.model = model
         self.runner = runner
 
@@ -67,6 +76,12 @@ class ModelHost:
         if config.default_embedding_model:
             # A default that names no embedding model is a configuration error: fail at start.
             self._default = registry.get(config.default_embedding_model, kind="embedding")
+        self._default_cross: ModelSpec | None = None
+        if config.default_cross_encoder:
+            self._default_cross = registry.get(config.default_cross_encoder, kind="cross-encoder")
+        else:
+            crosses = [s for s in registry.specs() if s.kind == "cross-encoder"]
+            self._default_cross = crosses[0] if crosses else None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def preload(self) -> None:
@@ -128,6 +143,29 @@ class ModelHost:
             [e.truncated for e in entries],
         )
 
+    # -- the CrossEncoder seam ------------------------------------------------------------------
+    def score(self, query: str, documents: Sequence[str], model: str | None) -> list[float]:
+        """Relevance of each document to the query in [0, 1] (sigmoid of the logit)."""
+        spec = self._cross_spec_for(model)
+        if not documents:
+            return []
+        loaded = self._runtime(spec)
+        assert isinstance(loaded.model, OnnxCrossEncoder)
+        items = loaded.model.tokenize(query, documents)
+        logits = loaded.runner.embed(items, urgent=True)[:, 0]
+        scores: list[float] = logits_to_scores(logits).tolist()
+        return scores
+
+    def _cross_spec_for(self, model: str | None) -> ModelSpec:
+        if model is None:
+            if self._default_cross is None:
+                raise ModelNotConfigured(
+                    "this needs a cross-encoder model, and the model registry has none: register"
+                    ' one with kind = "cross-encoder" (see docs/models.md)'
+                )
+            return self._default_cross
+        return self.registry.get(model, kind="cross-encoder")
+
     # -- internals ------------------------------------------------------------------------------
     def _spec_for(self, model: str | None) -> ModelSpec:
         if model is None:
@@ -142,6 +180,7 @@ class ModelHost:
     def _run(
         self, spec: ModelSpec, loaded: _Loaded, texts: Sequence[str], *, query: bool
     ) -> Embeddings:
+        assert isinstance(loaded.model, OnnxEmbeddingModel)
         tokenized = loaded.model.tokenize(texts, query=query)
         pooled = loaded.runner.embed(tokenized, urgent=query)
         norms = np.linalg.norm(pooled, axis=1).astype(np.float32)
@@ -176,11 +215,15 @@ class ModelHost:
             return loaded
 
     def _load(self, spec: ModelSpec) -> _Loaded:
-        model = OnnxEmbeddingModel(
-            spec,
-            intra_op_threads=self.config.intra_op_threads,
-            max_batch=self.config.policy.max_texts,
-        )
+        threads, size = self.config.intra_op_threads, self.config.policy.max_texts
+        model: OnnxEmbeddingModel | OnnxCrossEncoder
+        run: RunFn
+        if spec.kind == "cross-encoder":
+            model = OnnxCrossEncoder(spec, intra_op_threads=threads, max_batch=size)
+            run, width = _as_column(model.run), 1
+        else:
+            model = OnnxEmbeddingModel(spec, intra_op_threads=threads, max_batch=size)
+            run, width = model.run, model.dimension
         observe = None
         if self._observe is not None:
             report = self._observe
@@ -191,11 +234,21 @@ class ModelHost:
         runner: MicroBatcher | DirectRunner
         if self.config.micro_batching:
             runner = MicroBatcher(
-                model.run, model.dimension, self.config.policy, name=spec.id[:12], observe=observe
+                run, width, self.config.policy, name=spec.id[:12], observe=observe
             )
         else:
-            runner = DirectRunner(model.run, observe=observe)
+            runner = DirectRunner(run, observe=observe)
         return _Loaded(model, runner)
+
+
+def _as_column(run: Callable[[Sequence[Tokenized]], FloatArray]) -> RunFn:
+    """The batcher hands out rows: a cross-encoder's logits become a one-column matrix."""
+
+    def column(items: Sequence[Tokenized]) -> FloatArray:
+        out: FloatArray = run(items).reshape(-1, 1)
+        return out
+
+    return column
 
 
 def _empty(spec: ModelSpec) -> np.ndarray:

@@ -15,10 +15,12 @@ from vecstore.inference.registry import ModelSpec, resolve_files, verify_file
 
 @dataclass(frozen=True, slots=True)
 class Tokenized:
-    """Token ids of one text, already truncated to the model's budget."""
+    """Token ids of one text (or one query-document pair), already truncated to the budget."""
 
     ids: list[int]
     truncated: bool
+    # Segment ids of a pair (0: query, 1: document); None for a single text.
+    type_ids: list[int] | None = None
 
     @property
     def length(self) -> int:
@@ -102,17 +104,10 @@ class OnnxEmbeddingModel:
         return out
 
     def _run_padded(self, rows: list[list[int]]) -> FloatArray:
-        width = max(len(r) for r in rows)
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if self._wants_token_types:
-            feed["token_type_ids"] = np.zeros_like(ids)
+        feed = padded_feed(rows, None, self._wants_token_types)
         (hidden,) = self.session.run([self._output], feed)
         hidden = np.asarray(hidden, dtype=np.float32)
+        mask = feed["attention_mask"]
         if self.spec.pooling == "cls":
             pooled = hidden[:, 0, :]
         else:
@@ -120,3 +115,22 @@ class OnnxEmbeddingModel:
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         result: FloatArray = pooled.astype(np.float32, copy=False)
         return result
+
+
+def padded_feed(
+    rows: list[list[int]], type_rows: list[list[int]] | None, token_types: bool
+) -> dict[str, np.ndarray]:
+    """The ONNX inputs of a batch, padded to its longest row (pad id 0, mask 0)."""
+    width = max(len(r) for r in rows)
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    types = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+        if type_rows is not None:
+            types[i, : len(row)] = type_rows[i]
+    feed = {"input_ids": ids, "attention_mask": mask}
+    if token_types:
+        feed["token_type_ids"] = types
+    return feed

@@ -1,0 +1,103 @@
+"""One cross-encoder on ONNX Runtime: any sequence-pair classifier (``input_ids``,
+``attention_mask``, optional ``token_type_ids`` → logits) scores (query, document) pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from vecstore.domain import FloatArray
+from vecstore.inference.onnx_embedder import (
+    Tokenized,
+    load_tokenizer,
+    padded_feed,
+    session_options,
+)
+from vecstore.inference.registry import ModelSpec, resolve_files, verify_file
+
+# A query may use at most this share of the pair's token budget; the document gets the rest.
+QUERY_SHARE = 0.5
+
+
+def logits_to_scores(logits: np.ndarray) -> FloatArray:
+    """Relevance in [0, 1]: the sigmoid of a single logit, or of (positive - negative) for a
+    two-class head (the same as softmax's probability of the positive class)."""
+    raw = logits_of(logits)
+    out: FloatArray = (1.0 / (1.0 + np.exp(-raw.astype(np.float64)))).astype(np.float32)
+    return out
+
+
+def logits_of(output: np.ndarray) -> FloatArray:
+    out = np.asarray(output, dtype=np.float32)
+    if out.ndim == 2 and out.shape[1] == 2:
+        out = out[:, 1] - out[:, 0]
+    elif out.ndim == 2 and out.shape[1] == 1:
+        out = out[:, 0]
+    elif out.ndim != 1:
+        raise ValueError(
+            f"a cross-encoder must output (batch,), (batch, 1) or (batch, 2), got {out.shape}"
+        )
+    return out
+
+
+class OnnxCrossEncoder:
+    """Thread-safe like the embedder: tokenising and ``run`` release the GIL."""
+
+    def __init__(self, spec: ModelSpec, *, intra_op_threads: int = 1, max_batch: int = 16) -> None:
+        files = resolve_files(spec)
+        verify_file(files.onnx, spec.onnx, spec.id)
+        verify_file(files.tokenizer, spec.tokenizer, spec.id)
+        self.spec = spec
+        self.max_batch = max_batch
+        self.tokenizer = load_tokenizer(spec, str(files.tokenizer))
+        # Pairs are cut in the document only: the query is the point of the comparison.
+        self.tokenizer.enable_truncation(max_length=spec.max_tokens, strategy="only_second")
+        self._query_tokenizer = load_tokenizer(spec, str(files.tokenizer))
+        self.session = ort.InferenceSession(
+            str(files.onnx),
+            sess_options=session_options(intra_op_threads),
+            providers=["CPUExecutionProvider"],
+        )
+        names = {i.name for i in self.session.get_inputs()}
+        missing = {"input_ids", "attention_mask"} - names
+        if missing:
+            raise ValueError(
+                f"model '{spec.id}': the ONNX graph lacks the inputs {sorted(missing)}"
+            )
+        self._wants_token_types = "token_type_ids" in names
+        self._output = spec.output or self.session.get_outputs()[0].name
+        probe = self.run(self.tokenize("probe", ["probe"]))
+        if probe.shape != (1,) or not np.all(np.isfinite(probe)):
+            raise ValueError(f"model '{spec.id}' gave {probe!r} for a probe pair, not one logit")
+
+    def tokenize(self, query: str, documents: Sequence[str]) -> list[Tokenized]:
+        query = self._fit_query(query)
+        encodings = self.tokenizer.encode_batch([(query, d) for d in documents])
+        return [Tokenized(e.ids, bool(e.overflowing), e.type_ids) for e in encodings]
+
+    def _fit_query(self, query: str) -> str:
+        """A query longer than its share of the budget is cut (at a token boundary), so that
+        every pair keeps the query and room for the document."""
+        budget = max(1, int(self.spec.max_tokens * QUERY_SHARE))
+        encoding = self._query_tokenizer.encode(query, add_special_tokens=False)
+        if len(encoding.ids) <= budget:
+            return query
+        end = encoding.offsets[budget - 1][1]
+        return query[:end]
+
+    def run(self, items: Sequence[Tokenized]) -> FloatArray:
+        """Logits, one per pair, in input order (length-sorted batches inside)."""
+        out = np.empty(len(items), dtype=np.float32)
+        order = sorted(range(len(items)), key=lambda i: items[i].length)
+        for start in range(0, len(order), self.max_batch):
+            chunk = order[start : start + self.max_batch]
+            feed = padded_feed(
+                [items[i].ids for i in chunk],
+                [items[i].type_ids or [] for i in chunk],
+                self._wants_token_types,
+            )
+            (logits,) = self.session.run([self._output], feed)
+            out[chunk] = logits_of(logits)
+        return out
