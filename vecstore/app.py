@@ -24,6 +24,7 @@ from vecstore.api.routes.hybrid import HybridController
 from vecstore.api.routes.keys import KeyController
 from vecstore.api.routes.ops import docs, health, metrics, ready, v1_health
 from vecstore.api.routes.records import RecordController
+from vecstore.api.routes.rerank import rerank_tei_or_infinity, rerank_v1, rerank_v2
 from vecstore.api.routes.search import SearchController
 from vecstore.api.state import AppServices
 from vecstore.inference.batcher import BatchPolicy
@@ -31,6 +32,7 @@ from vecstore.inference.host import InferenceConfig, ModelHost
 from vecstore.inference.registry import ModelRegistry
 from vecstore.services.collections import CollectionService
 from vecstore.services.cross_encoder import CrossEncoder, NoCrossEncoder
+from vecstore.services.document_rerank import DocumentRerankService
 from vecstore.services.embedder import Embedder
 from vecstore.services.embeddings import EmbeddingService
 from vecstore.services.hybrid import HybridService
@@ -109,6 +111,7 @@ def build_services(
         max_external_id_bytes=settings.max_external_id_bytes,
         max_bulk_queries=settings.max_bulk_queries,
     )
+    cross_encoder = cross_encoder or NoCrossEncoder()
     collections = CollectionService(engine, embedder, limits)
     resolver = QueryResolver(embedder, settings.max_text_chars)
     search = SearchService(engine, collections, resolver, limits)
@@ -118,15 +121,19 @@ def build_services(
         collections=collections,
         records=RecordService(engine, collections, resolver, limits),
         search=search,
-        hybrid=HybridService(
-            engine, collections, resolver, search, cross_encoder or NoCrossEncoder()
-        ),
+        hybrid=HybridService(engine, collections, resolver, search, cross_encoder),
         keys=KeyService(KeyStore(engine.db), admin_key=settings.admin_key),
         metrics=metrics,
         embedder=embedder,
         embeddings=EmbeddingService(
             embedder,
             max_inputs=settings.max_embedding_inputs,
+            max_text_chars=settings.max_text_chars,
+        ),
+        document_rerank=DocumentRerankService(
+            embedder,
+            cross_encoder,
+            max_documents=settings.max_rerank_documents,
             max_text_chars=settings.max_text_chars,
         ),
         models=models,
@@ -173,6 +180,9 @@ def create_app(
             openai_embeddings,
             list_models,
             tei_embed,
+            rerank_v1,
+            rerank_v2,
+            rerank_tei_or_infinity,
             health,
             ready,
             v1_health,

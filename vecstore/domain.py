@@ -155,3 +155,13 @@ class Embeddings:
     @property
     def total_tokens(self) -> int:
         return sum(self.token_counts)
+
+
+@dataclass(frozen=True, slots=True)
+class CrossScores:
+    """A cross-encoder's verdict on each document: its best chunk's logit."""
+
+    model: str
+    logits: list[float]
+    tokens: int  # tokens of every (query, chunk) pair scored
+    truncated: list[bool]  # a document lost text (more chunks than allowed)

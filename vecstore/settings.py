@@ -81,6 +81,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     query_cache_entries: int = 4096
     # Texts per request on the embedding routes (/v1/embeddings, /embed).
     max_embedding_inputs: int = 2048
+    # Documents per document-rerank request (/v1/rerank, /v2/rerank, /rerank).
+    max_rerank_documents: int = 1000
 
     @property
     def resolved_database_url(self) -> str:

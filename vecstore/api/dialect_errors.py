@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 
-from vecstore.api.dialect_schemas import OpenAIError, OpenAIErrorDetail, TEIError
+from vecstore.api.dialect_schemas import CohereError, OpenAIError, OpenAIErrorDetail, TEIError
 from vecstore.api.errors import ErrorInfo, classify
 
 _OPENAI_TYPES = {
@@ -46,3 +46,22 @@ def tei_error(request: Request[Any, Any, Any], exc: Exception) -> Response[TEIEr
         type_ = _TEI_TYPES.get(info.status, "Validation")
     body = TEIError(info.message, type_)
     return Response(body, status_code=info.status, media_type=MediaType.JSON, headers=info.headers)
+
+
+def cohere_error(request: Request[Any, Any, Any], exc: Exception) -> Response[CohereError]:
+    """Cohere reads ``message``, Jina-style (FastAPI) clients read ``detail``: both carry it."""
+    info = classify(request, exc)
+    return Response(
+        CohereError(info.message, info.message),
+        status_code=info.status,
+        media_type=MediaType.JSON,
+        headers=info.headers,
+    )
+
+
+def sniffed_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """``POST /rerank`` serves two dialects: answer in the one the body was sniffed as (TEI
+    when the body could not even be read)."""
+    if getattr(request.state, "rerank_dialect", "tei") == "infinity":
+        return openai_error(request, exc)
+    return tei_error(request, exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from litestar.openapi.datastructures import ResponseSpec
 
-from vecstore.api.dialect_schemas import OpenAIError, TEIError
+from vecstore.api.dialect_schemas import CohereError, OpenAIError, TEIError
 from vecstore.api.schemas import ErrorEnvelope
 
 _DESCRIPTIONS = {
@@ -36,3 +36,4 @@ def _responses(container: type) -> dict[int, ResponseSpec]:
 
 OPENAI_ERROR_RESPONSES = _responses(OpenAIError)
 TEI_ERROR_RESPONSES = _responses(TEIError)
+COHERE_ERROR_RESPONSES = _responses(CohereError)

@@ -9,6 +9,7 @@ from typing import Any
 from vecstore.api.metrics import Metrics
 from vecstore.inference.host import ModelHost
 from vecstore.services.collections import CollectionService
+from vecstore.services.document_rerank import DocumentRerankService
 from vecstore.services.embedder import Embedder
 from vecstore.services.embeddings import EmbeddingService
 from vecstore.services.hybrid import HybridService
@@ -31,6 +32,7 @@ class AppServices:
     metrics: Metrics
     embedder: Embedder
     embeddings: EmbeddingService
+    document_rerank: DocumentRerankService
     # The ONNX model host when the server runs its own models (tests may inject a fake embedder).
     models: ModelHost | None = None
     started_monotonic: float = field(default_factory=time.monotonic)

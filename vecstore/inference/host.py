@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vecstore.domain import Embeddings, FloatArray, ModelInfo
+from vecstore.domain import CrossScores, Embeddings, FloatArray, ModelInfo
 from vecstore.errors import EmbeddingUnavailable, ModelNotConfigured, ModelUnavailable
 from vecstore.inference.batcher import BatchPolicy, DirectRunner, MicroBatcher, RunFn
 from vecstore.inference.onnx_cross_encoder import OnnxCrossEncoder, logits_to_scores
@@ -144,17 +144,40 @@ class ModelHost:
         )
 
     # -- the CrossEncoder seam ------------------------------------------------------------------
+    @property
+    def default_cross_encoder(self) -> str | None:
+        return self._default_cross.id if self._default_cross is not None else None
+
     def score(self, query: str, documents: Sequence[str], model: str | None) -> list[float]:
         """Relevance of each document to the query in [0, 1] (sigmoid of the logit)."""
+        out = self.score_documents(query, documents, model)
+        scores: list[float] = logits_to_scores(np.asarray(out.logits)).tolist()
+        return scores
+
+    def score_documents(
+        self,
+        query: str,
+        documents: Sequence[str],
+        model: str | None,
+        *,
+        max_doc_tokens: int | None = None,
+        max_chunks: int = 10,
+        keep: str = "end",
+    ) -> CrossScores:
+        """Each document's best chunk's logit (long documents are cut into chunks that fit
+        beside the query; Cohere's documented behaviour)."""
         spec = self._cross_spec_for(model)
         if not documents:
-            return []
+            return CrossScores(spec.id, [], 0, [])
         loaded = self._runtime(spec)
         assert isinstance(loaded.model, OnnxCrossEncoder)
-        items = loaded.model.tokenize(query, documents)
-        logits = loaded.runner.embed(items, urgent=True)[:, 0]
-        scores: list[float] = logits_to_scores(logits).tolist()
-        return scores
+        pairs, owner, lost = loaded.model.tokenize_chunks(
+            query, documents, max_doc_tokens=max_doc_tokens, max_chunks=max_chunks, keep=keep
+        )
+        logits = loaded.runner.embed(pairs, urgent=True)[:, 0].astype(np.float64)
+        best = np.full(len(documents), -np.inf)
+        np.maximum.at(best, np.asarray(owner), logits)
+        return CrossScores(spec.id, best.tolist(), sum(p.length for p in pairs), lost)
 
     def _cross_spec_for(self, model: str | None) -> ModelSpec:
         if model is None:

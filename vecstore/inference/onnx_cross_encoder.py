@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from vecstore.domain import FloatArray
+from vecstore.errors import BadRequest
 from vecstore.inference.onnx_embedder import (
     Tokenized,
     load_tokenizer,
@@ -54,7 +55,9 @@ class OnnxCrossEncoder:
         self.tokenizer = load_tokenizer(spec, str(files.tokenizer))
         # Pairs are cut in the document only: the query is the point of the comparison.
         self.tokenizer.enable_truncation(max_length=spec.max_tokens, strategy="only_second")
-        self._query_tokenizer = load_tokenizer(spec, str(files.tokenizer))
+        self._plain = load_tokenizer(spec, str(files.tokenizer))
+        self._plain.no_truncation()  # counts and offsets of whole texts, for cutting them
+        self._specials = self.tokenizer.num_special_tokens_to_add(True)
         self.session = ort.InferenceSession(
             str(files.onnx),
             sess_options=session_options(intra_op_threads),
@@ -81,11 +84,62 @@ class OnnxCrossEncoder:
         """A query longer than its share of the budget is cut (at a token boundary), so that
         every pair keeps the query and room for the document."""
         budget = max(1, int(self.spec.max_tokens * QUERY_SHARE))
-        encoding = self._query_tokenizer.encode(query, add_special_tokens=False)
+        encoding = self._plain.encode(query, add_special_tokens=False)
         if len(encoding.ids) <= budget:
             return query
         end = encoding.offsets[budget - 1][1]
         return query[:end]
+
+    def tokenize_chunks(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        max_doc_tokens: int | None = None,
+        max_chunks: int = 10,
+        keep: str = "end",
+    ) -> tuple[list[Tokenized], list[int], list[bool]]:
+        """Pairs of the query with every chunk of every document: (pairs, the document of each
+        pair, whether each document lost text). A chunk holds as many document tokens as fit
+        beside the query (and at most ``max_doc_tokens``). A document of more than
+        ``max_chunks`` chunks keeps its first ones (``keep="end"``: its end is cut) or its last
+        ones (``"start"``); ``"none"`` refuses such a document."""
+        query = self._fit_query(query)
+        query_tokens = len(self._plain.encode(query, add_special_tokens=False).ids)
+        budget = self.spec.max_tokens - query_tokens - self._specials
+        if max_doc_tokens is not None:
+            budget = min(budget, max_doc_tokens)
+        budget = max(budget, 1)
+        texts: list[str] = []
+        owner: list[int] = []
+        lost: list[bool] = []
+        for i, encoding in enumerate(
+            self._plain.encode_batch(list(documents), add_special_tokens=False)
+        ):
+            document = documents[i]
+            spans = [
+                (
+                    encoding.offsets[s][0],
+                    encoding.offsets[min(s + budget, len(encoding.ids)) - 1][1],
+                )
+                for s in range(0, len(encoding.ids), budget)
+            ] or [(0, len(document))]
+            cut = len(spans) > max_chunks
+            if cut and keep == "none":
+                raise BadRequest(
+                    f"documents[{i}] needs {len(spans)} chunks of {budget} tokens and"
+                    f" 'max_chunks_per_doc' is {max_chunks}; with 'truncate' 'none' no text"
+                    " may be dropped: raise 'max_chunks_per_doc' or set 'truncate'",
+                    type_="document_too_long",
+                )
+            if cut:
+                spans = spans[-max_chunks:] if keep == "start" else spans[:max_chunks]
+            texts.extend(document[a:b] for a, b in spans)
+            owner.extend([i] * len(spans))
+            lost.append(cut)
+        encodings = self.tokenizer.encode_batch([(query, t) for t in texts])
+        pairs = [Tokenized(e.ids, bool(e.overflowing), e.type_ids) for e in encodings]
+        return pairs, owner, lost
 
     def run(self, items: Sequence[Tokenized]) -> FloatArray:
         """Logits, one per pair, in input order (length-sorted batches inside)."""

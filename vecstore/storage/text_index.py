@@ -11,6 +11,7 @@ search answers a clear 400 (``available``).
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
@@ -102,4 +103,26 @@ def scores(
             (expression, *chunk),
         ).all()
         out.update((int(r[0]), float(r[1])) for r in rows)
+    return out
+
+
+def score_texts(query: str, texts: Sequence[str]) -> list[float]:
+    """BM25 of ad-hoc texts (a rerank request's documents) against a query, with the same
+    tokenizer and formula as the collections' keyword index: an in-memory FTS5 table that
+    lives for this call only. 0 for a text with none of the query's words."""
+    expression = match_expression(query)
+    if expression is None or not texts:
+        return [0.0] * len(texts)
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"CREATE VIRTUAL TABLE docs USING fts5(content, tokenize='{TOKENIZE}')")
+        conn.executemany("INSERT INTO docs (rowid, content) VALUES (?, ?)", list(enumerate(texts)))
+        rows = conn.execute(
+            "SELECT rowid, -bm25(docs) FROM docs WHERE docs MATCH ?", (expression,)
+        ).fetchall()
+    finally:
+        conn.close()
+    out = [0.0] * len(texts)
+    for rowid, score in rows:
+        out[int(rowid)] = float(score)
     return out
