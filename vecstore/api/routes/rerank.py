@@ -44,15 +44,19 @@ def _merged(data: d.RerankDocsIn) -> d.RerankDocsIn:
         raise InvalidBody(f"'extra_body': {exc}") from exc
 
 
-def _run(request: Request[Any, Any, Any], data: d.RerankDocsIn) -> DocumentRerankResult:
+def _run(
+    request: Request[Any, Any, Any], data: d.RerankDocsIn
+) -> tuple[DocumentRerankResult, list[str]]:
+    """The result, and the text each document was scored on."""
     if not isinstance(data.query, str):
         raise BadRequest("'query' is required: the text to rank the documents against")
     if data.documents is None:
         raise BadRequest("'documents' is required: 1 to 1000 strings or objects with 'text'")
-    return services_of(request.app.state).document_rerank.rerank(
+    texts = document_texts(data.documents, data.rank_fields)
+    result = services_of(request.app.state).document_rerank.rerank(
         DocumentRerank(
             query=data.query,
-            documents=document_texts(data.documents, data.rank_fields),
+            documents=texts,
             model=data.model,
             method=data.method,
             model_cross=data.model_cross,
@@ -64,6 +68,7 @@ def _run(request: Request[Any, Any, Any], data: d.RerankDocsIn) -> DocumentReran
             raw_scores=bool(data.raw_scores),
         )
     )
+    return result, texts
 
 
 def _meta(result: DocumentRerankResult, documents: int, version: str) -> d.RerankMeta:
@@ -96,9 +101,8 @@ def _document(original: Any, text: str) -> dict[str, Any]:
 )
 def rerank_v1(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -> d.RerankDocsOut:
     data = _merged(data)
-    result = _run(request, data)
+    result, texts = _run(request, data)
     docs: list[Any] = data.documents
-    texts = document_texts(docs, None if data.rank_fields is None else data.rank_fields)
     return d.RerankDocsOut(
         id=str(uuid.uuid4()),
         model=result.model,
@@ -128,7 +132,7 @@ def rerank_v1(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -
 )
 def rerank_v2(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -> d.RerankV2Out:
     data = _merged(data)
-    result = _run(request, data)
+    result, _ = _run(request, data)
     return d.RerankV2Out(
         id=str(uuid.uuid4()),
         results=[d.RerankV2Result(index=r.index, relevance_score=r.score) for r in result.ranked],
@@ -172,8 +176,7 @@ def _tei(request: Request[Any, Any, Any], data: d.TEIRerankIn) -> list[d.TEIRank
         raw_scores=data.raw_scores,
         truncate="none" if data.truncate is False else "end",
     )
-    result = _run(request, body)
-    texts: list[str] = data.texts
+    result, texts = _run(request, body)
     return [  # every text, best first (TEI answers a bare list)
         d.TEIRank(index=r.index, score=r.score, text=texts[r.index] if data.return_text else UNSET)
         for r in result.ranked
@@ -188,8 +191,7 @@ def _infinity(request: Request[Any, Any, Any], data: d.InfinityRerankIn) -> d.In
         top_n=data.top_n,
         raw_scores=data.raw_scores,
     )
-    result = _run(request, body)
-    texts = document_texts(data.documents, None)
+    result, texts = _run(request, body)
     return d.InfinityRerankOut(
         results=[
             d.InfinityResult(
