@@ -6,17 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import onnxruntime as ort
 
 from vecstore.domain import FloatArray
 from vecstore.errors import BadRequest
-from vecstore.inference.onnx_embedder import (
-    Tokenized,
-    load_tokenizer,
-    padded_feed,
-    session_options,
-)
-from vecstore.inference.registry import ModelSpec, resolve_files, verify_file
+from vecstore.inference.onnx_embedder import Tokenized, load_tokenizer, open_graph, padded_feed
+from vecstore.inference.registry import ModelSpec
 
 # A query may use at most this share of the pair's token budget; the document gets the rest.
 QUERY_SHARE = 0.5
@@ -47,29 +41,17 @@ class OnnxCrossEncoder:
     """Thread-safe like the embedder: tokenising and ``run`` release the GIL."""
 
     def __init__(self, spec: ModelSpec, *, intra_op_threads: int = 1, max_batch: int = 16) -> None:
-        files = resolve_files(spec)
-        verify_file(files.onnx, spec.onnx, spec.id)
-        verify_file(files.tokenizer, spec.tokenizer, spec.id)
+        graph = open_graph(spec, intra_op_threads)
         self.spec = spec
         self.max_batch = max_batch
-        self.tokenizer = load_tokenizer(spec, str(files.tokenizer))
+        self.tokenizer = load_tokenizer(spec, graph.tokenizer_path)
         # Pairs are cut in the document only: the query is the point of the comparison.
         self.tokenizer.enable_truncation(max_length=spec.max_tokens, strategy="only_second")
-        self._plain = load_tokenizer(spec, str(files.tokenizer))
+        self._plain = load_tokenizer(spec, graph.tokenizer_path)
         self._plain.no_truncation()  # counts and offsets of whole texts, for cutting them
         self._specials = self.tokenizer.num_special_tokens_to_add(True)
-        self.session = ort.InferenceSession(
-            str(files.onnx),
-            sess_options=session_options(intra_op_threads),
-            providers=["CPUExecutionProvider"],
-        )
-        names = {i.name for i in self.session.get_inputs()}
-        missing = {"input_ids", "attention_mask"} - names
-        if missing:
-            raise ValueError(
-                f"model '{spec.id}': the ONNX graph lacks the inputs {sorted(missing)}"
-            )
-        self._wants_token_types = "token_type_ids" in names
+        self.session = graph.session
+        self._wants_token_types = graph.token_types
         self._output = spec.output or self.session.get_outputs()[0].name
         probe = self.run(self.tokenize("probe", ["probe"]))
         if probe.shape != (1,) or not np.all(np.isfinite(probe)):

@@ -48,28 +48,41 @@ def load_tokenizer(spec: ModelSpec, path: str) -> Tokenizer:
     return tokenizer
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedGraph:
+    session: ort.InferenceSession
+    tokenizer_path: str
+    token_types: bool  # the graph takes token_type_ids
+
+
+def open_graph(spec: ModelSpec, intra_op_threads: int) -> OpenedGraph:
+    """A registered model's files, verified, and its ONNX session (embedders and
+    cross-encoders alike): the graph must take ``input_ids`` and ``attention_mask``."""
+    files = resolve_files(spec)
+    verify_file(files.onnx, spec.onnx, spec.id)
+    verify_file(files.tokenizer, spec.tokenizer, spec.id)
+    session = ort.InferenceSession(
+        str(files.onnx),
+        sess_options=session_options(intra_op_threads),
+        providers=["CPUExecutionProvider"],
+    )
+    names = {i.name for i in session.get_inputs()}
+    missing = {"input_ids", "attention_mask"} - names
+    if missing:
+        raise ValueError(f"model '{spec.id}': the ONNX graph lacks the inputs {sorted(missing)}")
+    return OpenedGraph(session, str(files.tokenizer), "token_type_ids" in names)
+
+
 class OnnxEmbeddingModel:
     """Thread-safe: ``tokenize`` and ``run`` release the GIL and may be called concurrently."""
 
     def __init__(self, spec: ModelSpec, *, intra_op_threads: int = 1, max_batch: int = 32) -> None:
-        files = resolve_files(spec)
-        verify_file(files.onnx, spec.onnx, spec.id)
-        verify_file(files.tokenizer, spec.tokenizer, spec.id)
+        graph = open_graph(spec, intra_op_threads)
         self.spec = spec
         self.max_batch = max_batch
-        self.tokenizer = load_tokenizer(spec, str(files.tokenizer))
-        self.session = ort.InferenceSession(
-            str(files.onnx),
-            sess_options=session_options(intra_op_threads),
-            providers=["CPUExecutionProvider"],
-        )
-        names = {i.name for i in self.session.get_inputs()}
-        missing = {"input_ids", "attention_mask"} - names
-        if missing:
-            raise ValueError(
-                f"model '{spec.id}': the ONNX graph lacks the inputs {sorted(missing)}"
-            )
-        self._wants_token_types = "token_type_ids" in names
+        self.tokenizer = load_tokenizer(spec, graph.tokenizer_path)
+        self.session = graph.session
+        self._wants_token_types = graph.token_types
         self._output = spec.output or self.session.get_outputs()[0].name
         # Straight through the graph: run() would fail on the shape before it could be named.
         probe = self._run_padded([self.tokenize(["probe"])[0].ids])
