@@ -277,8 +277,8 @@ def analysis(results: dict[str, Any]) -> list[str]:
             f"- `best` without a cross-encoder (0.75 x bi-encoder + 0.25 x BM25 over the "
             f"request's documents): MRR@10 {_f4(best['mrr@10'])} ({d_mrr:+.4f} vs dense), "
             f"recall@10 {_f4(best['recall@10'])} ({d_rec:+.4f}), at "
-            f"{_opt(best['latency']['p50_ms'])} ms p50 per query. The lexical leg helps where "
-            "the query's dotted name or rare words occur in the passage."
+            f"{_opt(best['latency']['p50_ms'])} ms p50 per query. Its bi-encoder leg is `fast`"
+            "'s score, which repeats the dense order, so the change is the BM25 leg's doing."
         )
     for key in ("fast", "best"):
         r = by.get(key)
@@ -355,8 +355,9 @@ def analysis(results: dict[str, Any]) -> list[str]:
             "- The synthetic cross-encoder's graph is far cheaper per pair than a real one (no "
             "transformer layers), so its `standard` rows measure the cross-encoder *pipeline* — "
             "pair tokenising, chunking to its 64-token budget, the batcher, sigmoid, sorting — "
-            "not a real model's cost; a real 6-12 layer cross-encoder on pairs of ~80 tokens is "
-            "at least as slow per pair as the embedder per document."
+            "not a real model's cost; a real cross-encoder runs transformer layers over every "
+            "query-document pair, so expect its time per document to be of the order of the "
+            "embedder's, not of these rows."
         )
     bad = _violations(results)
     if bad:
