@@ -127,7 +127,9 @@ def _latency_section(results: dict[str, Any]) -> list[str]:
         "1 client)",
         "",
         "Each request: a fresh short query and fresh documents (seeded English sentences from "
-        "`sentences.py`, cut to exactly 50 words), no `top_n` (every document comes back), "
+        "`sentences.py`, cut to exactly 50 words; `fast-cached` sends one document list "
+        "again and again, so the server's document cache holds them after the warm-up), no "
+        "`top_n` (every document comes back), "
         f"after warm-up calls; {cfg['rounds']} round(s) per pass, methods taking turns, median "
         "round by documents/s. *in app*: mean time inside the server's ASGI app; *CPU*: the "
         "server process's CPU time per request; *model runs*: runs x texts per run (mean run "
@@ -145,7 +147,7 @@ def _latency_section(results: dict[str, Any]) -> list[str]:
             f"| {_opt(r['docs_per_s'])} | {_opt(r.get('tokens_per_request_mean'))} "
             f"| {_opt(s.get('request_ms_mean'))} | {_opt(s.get('server_cpu_ms_per_request'))} "
             f"| {_runs(s, 'all-MiniLM-L6-v2')} | {_runs(s, 'test-reranker')} "
-            f"| {r['contract_violations']} |"
+            f"| {_pct(s.get('document_cache_hit_rate'))} | {r['contract_violations']} |"
         )
     if results.get("plot"):
         out += ["", f"![p50 latency by document count, and quality]({results['plot']})"]
@@ -207,6 +209,17 @@ def _quality_section(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _pct(rate: float | None) -> str:
+    return "—" if rate is None else f"{100 * rate:.0f} %"
+
+
+def _cache_clause(r: dict[str, Any]) -> str:
+    rate = r.get("server", {}).get("document_cache_hit_rate")
+    if rate is None:
+        return ""
+    return f" ({_opt(100 * rate)} % of the document chunks came from the server's document cache)"
+
+
 def _lat(results: dict[str, Any], method: str, docs: int) -> dict[str, Any] | None:
     return next(
         (r for r in results.get("latency", []) if r["method"] == method and r["documents"] == docs),
@@ -222,6 +235,8 @@ def padding(r: dict[str, Any] | None) -> float | None:
     """Token positions the embedder ran ÷ tokens the answers report (None: not measurable)."""
     if not r or not r.get("tokens_per_request_mean"):
         return None
+    if r["server"].get("document_cache_hit_rate"):
+        return None  # cached documents count in the answers' tokens but never ran
     runs = r["server"].get("by_model", {}).get("all-MiniLM-L6-v2") or {}
     real = r["tokens_per_request_mean"] * r["completed"]
     return runs["padded_tokens"] / real if runs.get("padded_tokens") and real else None
@@ -265,9 +280,9 @@ def analysis(results: dict[str, Any]) -> list[str]:
             f"the dense order: top-10 overlap {_f4(fast['top10_overlap_with_dense'])}, MRR@10 "
             f"{_f4(fast['mrr@10'])} vs {_f4(dense['mrr@10'])} (differences come from the ANN's "
             f"approximate order and from ties). It costs {_opt(fast['latency']['p50_ms'])} ms "
-            f"(p50) per query for {results['config']['candidates']} passages, because the "
-            "documents are embedded again on every call (document embeddings are not cached; "
-            "only queries are)."
+            f"(p50) per query for {results['config']['candidates']} passages"
+            + _cache_clause(fast)
+            + "."
         )
     best = by.get("best")
     if dense and best:
@@ -277,7 +292,8 @@ def analysis(results: dict[str, Any]) -> list[str]:
             f"- `best` without a cross-encoder (0.75 x bi-encoder + 0.25 x BM25 over the "
             f"request's documents): MRR@10 {_f4(best['mrr@10'])} ({d_mrr:+.4f} vs dense), "
             f"recall@10 {_f4(best['recall@10'])} ({d_rec:+.4f}), at "
-            f"{_opt(best['latency']['p50_ms'])} ms p50 per query. Its bi-encoder leg is `fast`"
+            f"{_opt(best['latency']['p50_ms'])} ms p50 per query{_cache_clause(best)}. Its "
+            "bi-encoder leg is `fast`"
             "'s score, which repeats the dense order, so the change is the BM25 leg's doing."
         )
     for key in ("fast", "best"):
@@ -301,19 +317,21 @@ def analysis(results: dict[str, Any]) -> list[str]:
             "moves one by up to 0.25. `best`'s top 10 shares "
             f"{_f4(best['top10_overlap_with_dense'])} of the dense top 10."
         )
-    waste = padding(fast) if fast else None
-    if waste:
+    mixed = padding(fast) if fast else None
+    uniform = padding(_lat(results, "fast", max(_sizes(results), default=0)))
+    if mixed or uniform:
+        parts = []
+        if mixed:
+            parts.append(f"{_opt(mixed)}x for the quality set's mixed-length passages")
+        if uniform:
+            parts.append(f"{_opt(uniform)}x for the latency pass's uniform 50-word documents")
         lines.append(
-            f"- Padding: for the quality set's mixed-length passages, the embedding model ran "
-            f"{_opt(waste)}x as many token positions as the documents have tokens (the server's "
-            "`vecstore_embedding_padded_tokens` against the answers' `usage.total_tokens`); for "
-            "the latency pass's uniform 50-word documents the ratio is "
-            f"{_opt(padding(_lat(results, 'fast', max(_sizes(results), default=0))))}x. The "
-            "micro-batcher cuts a request's documents into model runs of 16 in the order they "
-            "came (the model code sorts by length only inside a run) and pads each run to its "
-            "longest text, so one long passage makes its whole run pay for its length; sorting "
-            "a request's texts by length before cutting it (and splitting a run where lengths "
-            "jump) would cut the positions run."
+            "- Padding (token positions the embedding model ran ÷ the tokens the answers "
+            "report: the server's `vecstore_embedding_padded_tokens` against "
+            "`usage.total_tokens`, in passes without document-cache hits): "
+            + " and ".join(parts)
+            + ". A run is padded to its longest text; the micro-batcher cuts a request into "
+            "runs of texts of similar length, so what remains is the spread within a run."
         )
     synth = [by[k] for k in ("standard-test-ce", "optimal-test-ce", "best-test-ce") if k in by]
     if synth:
@@ -350,6 +368,16 @@ def analysis(results: dict[str, Any]) -> list[str]:
                 f"{_opt(s['latency']['p50_ms'] / f['latency']['p50_ms'])}x the fast time"
             )
         lines.append(text + ".")
+    for docs in sizes:
+        cold, warm = _lat(results, "fast", docs), _lat(results, "fast-cached", docs)
+        if cold is None or warm is None or not warm["latency"]["p50_ms"]:
+            continue
+        lines.append(
+            f"- {docs} documents sent again (`fast-cached`, a fresh query each time): p50 "
+            f"{_opt(warm['latency']['p50_ms'])} ms, {_opt(warm['docs_per_s'])} docs/s — "
+            f"{_opt(cold['latency']['p50_ms'] / warm['latency']['p50_ms'])}x faster than fresh "
+            f"documents{_cache_clause(warm)}."
+        )
     if sizes and _lat(results, "standard-test-ce", sizes[-1]):
         lines.append(
             "- The synthetic cross-encoder's graph is far cheaper per pair than a real one (no "

@@ -15,15 +15,18 @@ import pydantic
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from tokenizers import Tokenizer
 
 from tests import cross_encoder_model as ce
 from tests.conftest import ADMIN_KEY, make_settings, wait_ready
 from tests.server_process import new_admin_key, running_server
 from vecstore.app import create_app
+from vecstore.inference.registry import resolve_files
 from vecstore.services.document_rerank import BEST_WEIGHTS, BEST_WEIGHTS_NO_CROSS
 from vecstore.storage.text_index import score_texts
 
 Client = TestClient[Litestar]
+MODEL = "all-MiniLM-L6-v2"
 QUERY = "What is machine learning?"
 DOCS = [
     "Machine learning is a subset of artificial intelligence that learns from data.",
@@ -262,6 +265,92 @@ def test_max_tokens_per_doc_makes_smaller_chunks(crossed: Client) -> None:
     large = post(crossed, "/v1/rerank", query="alpha", documents=[doc])
     # 40 words in chunks of 8 tokens: 5 pairs, each repeating the query and special tokens
     assert small["usage"]["prompt_tokens"] > large["usage"]["prompt_tokens"]
+
+
+def chunk_texts(client: Client, text: str, budget: int) -> list[str]:
+    """An independent cut of ``text`` into spans of ``budget`` tokens of the embedder's own
+    tokenizer (no special tokens), from its offsets."""
+    host = client.app.state.services.models
+    tokenizer = Tokenizer.from_file(str(resolve_files(host.registry.get(MODEL)).tokenizer))
+    tokenizer.no_truncation()
+    offsets = tokenizer.encode(text, add_special_tokens=False).offsets
+    return [
+        text[offsets[s][0] : offsets[min(s + budget, len(offsets)) - 1][1]]
+        for s in range(0, len(offsets), budget)
+    ]
+
+
+def test_fast_scores_a_long_document_by_its_best_chunk(plain: Client) -> None:
+    filler = "the weather was sunny and warm all week. " * 60  # ~600 tokens: 3 chunks of 254
+    long_doc = filler + "machine learning is learning from data."
+    docs = [long_doc, "The weather was sunny."]
+    chunks = chunk_texts(plain, long_doc, 254)  # the model takes 256 with [CLS] and [SEP]
+    assert len(chunks) == 3
+    expected = cosine01(plain, QUERY, chunks).max()
+    body = post(plain, "/v1/rerank", query=QUERY, documents=docs, method="fast")
+    scores = {r["index"]: r["relevance_score"] for r in body["results"]}
+    assert scores[0] == pytest.approx(expected, abs=1e-5)
+    assert expected == pytest.approx(cosine01(plain, QUERY, chunks[-1:])[0], abs=1e-6)
+    first = post(plain, "/v1/rerank", query=QUERY, documents=docs, method="fast",
+                 max_chunks_per_doc=1)  # fmt: skip
+    first_scores = {r["index"]: r["relevance_score"] for r in first["results"]}
+    assert first_scores[0] == pytest.approx(cosine01(plain, QUERY, chunks[:1])[0], abs=1e-5)
+    assert first_scores[0] < scores[0]  # the relevant sentence is only in the last chunk
+    last = post(plain, "/v1/rerank", query=QUERY, documents=docs, method="fast",
+                max_chunks_per_doc=1, truncate="start")  # fmt: skip
+    assert {r["index"]: r["relevance_score"] for r in last["results"]}[0] == pytest.approx(
+        scores[0], abs=1e-6
+    )
+    assert body["usage"]["prompt_tokens"] > first["usage"]["prompt_tokens"]
+    # max_tokens_per_doc cuts smaller chunks for the bi-encoder too
+    small = chunk_texts(plain, long_doc, 32)
+    body = post(plain, "/v1/rerank", query=QUERY, documents=docs, method="fast",
+                max_tokens_per_doc=32, max_chunks_per_doc=100)  # fmt: skip
+    scores = {r["index"]: r["relevance_score"] for r in body["results"]}
+    assert scores[0] == pytest.approx(cosine01(plain, QUERY, small).max(), abs=1e-5)
+    r = plain.post("/v1/rerank", json={"query": QUERY, "documents": docs, "method": "fast",
+                                      "max_chunks_per_doc": 2, "truncate": "none"})  # fmt: skip
+    assert r.status_code == 400, r.text
+    assert "documents[0]" in r.json()["message"]
+    assert "3 chunks" in r.json()["message"]
+    ok = post(plain, "/v1/rerank", query=QUERY, documents=docs, method="fast", truncate="none")
+    assert ok["results"][0]["index"] == 0  # three chunks fit the default ten
+
+
+def metric(client: Client, name: str) -> float:
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_reranking_the_same_documents_again_skips_the_model(plain: Client) -> None:
+    docs = [f"{d} (copy {i})" for i in range(3) for d in DOCS]
+    first = post(plain, "/v1/rerank", query=QUERY, documents=docs, method="fast")
+    runs = metric(plain, "vecstore_embedding_batch_texts_count")
+    texts = metric(plain, "vecstore_embedding_batch_texts_sum")
+    again = post(plain, "/v1/rerank", query="What is deep learning?", documents=docs,
+                 method="fast")  # fmt: skip
+    # only the new query reached the model: every document came from the cache
+    assert metric(plain, "vecstore_embedding_batch_texts_sum") == texts + 1
+    assert metric(plain, "vecstore_embedding_batch_texts_count") == runs + 1
+    hits = 'vecstore_document_cache_lookups_total{model="all-MiniLM-L6-v2",result="hit"}'
+    assert metric(plain, hits) == len(docs)
+    assert again["usage"]["prompt_tokens"] > 0
+    # the cached answer is the uncached one
+    same = post(plain, "/v1/rerank", query=QUERY, documents=docs, method="fast")
+    assert same["results"] == first["results"]
+    assert same["usage"] == first["usage"]
+
+
+def test_document_cache_entries_zero_turns_the_cache_off(tmp_path: Path) -> None:
+    for client in serve(tmp_path / "nocache", document_cache_entries=0):
+        post(client, "/v1/rerank", query=QUERY, documents=DOCS, method="fast")
+        texts = metric(client, "vecstore_embedding_batch_texts_sum")
+        post(client, "/v1/rerank", query=QUERY, documents=DOCS, method="fast")
+        assert metric(client, "vecstore_embedding_batch_texts_sum") == texts + len(DOCS)
+        assert metric(client, "vecstore_document_cache_lookups_total") == 0
 
 
 def test_rank_fields_choose_what_is_scored(plain: Client) -> None:

@@ -403,6 +403,27 @@ def test_a_large_request_is_cut_into_parts_and_comes_back_in_order() -> None:
     assert sorted(sizes) == [4, 32, 32, 32]
 
 
+def test_a_large_requests_parts_hold_texts_of_similar_length() -> None:
+    """Regression: parts were cut in arrival order, so one long text in every 16 made each run
+    as wide as it (2.1x the token positions on mixed-length passages in the rerank benchmark)."""
+    widths: list[list[int]] = []
+
+    def run(items: Sequence[Tokenized]) -> FloatArray:
+        widths.append(sorted({item.length for item in items}))
+        return fake_run(items)
+
+    # 64 texts: every fourth one is 200 tokens long, the others 5
+    items = [Tokenized([i] * (200 if i % 4 == 0 else 5), False) for i in range(64)]
+    batcher = MicroBatcher(run, FAKE_DIM, BatchPolicy(window_s=0.0, max_texts=16, workers=1))
+    try:
+        out = batcher.embed(items)
+    finally:
+        batcher.close()
+    np.testing.assert_array_equal(out[:, 0], np.arange(64, dtype=np.float32))
+    np.testing.assert_array_equal(out[:, 1], [item.length for item in items])
+    assert sorted(widths) == [[5], [5], [5], [200]]
+
+
 def test_a_batch_respects_the_padded_token_budget() -> None:
     sizes: list[int] = []
     started = threading.Event()

@@ -66,10 +66,11 @@ def build_model_host(settings: Settings, metrics: Metrics) -> ModelHost:
                 timeout_s=settings.embedding_timeout_s,
             ),
             query_cache_entries=settings.query_cache_entries,
+            document_cache_entries=settings.document_cache_entries,
             default_cross_encoder=settings.default_cross_encoder,
         ),
         observe_batch=metrics.observe_embedding_batch,
-        observe_cache=metrics.observe_query_cache,
+        observe_cache=metrics.observe_embedding_cache,
     )
 
 

@@ -158,6 +158,17 @@ class Embeddings:
 
 
 @dataclass(frozen=True, slots=True)
+class ChunkedEmbeddings:
+    """Documents embedded for scoring, long ones as several chunks."""
+
+    model: str
+    vectors: FloatArray  # a row per chunk
+    owner: list[int]  # the document of each row
+    tokens: int  # tokens of every chunk embedded
+    truncated: list[bool]  # per document: it lost text (more chunks than allowed)
+
+
+@dataclass(frozen=True, slots=True)
 class CrossScores:
     """A cross-encoder's verdict on each document: its best chunk's logit."""
 

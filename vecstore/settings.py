@@ -79,6 +79,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     embedding_timeout_s: float = 60.0
     # Query embeddings remembered (LRU); 0 turns the cache off.
     query_cache_entries: int = 4096
+    # Embeddings of reranked documents remembered (LRU, ~2 KB each at 384-d); 0: off.
+    document_cache_entries: int = 20000
     # Texts per request on the embedding routes (/v1/embeddings, /embed).
     max_embedding_inputs: int = 2048
     # Documents per document-rerank request (/v1/rerank, /v2/rerank, /rerank).

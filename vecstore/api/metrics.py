@@ -55,12 +55,19 @@ class Metrics:
             ["model", "result"],
             registry=self.registry,
         )
+        self.document_cache = Counter(
+            "vecstore_document_cache_lookups",
+            "Reranked-document embedding cache lookups by result (hit: the model did not run).",
+            ["model", "result"],
+            registry=self.registry,
+        )
 
-    def observe_query_cache(self, model: str, hits: int, misses: int) -> None:
+    def observe_embedding_cache(self, cache: str, model: str, hits: int, misses: int) -> None:
+        counter = self.query_cache if cache == "query" else self.document_cache
         if hits:
-            self.query_cache.labels(model, "hit").inc(hits)
+            counter.labels(model, "hit").inc(hits)
         if misses:
-            self.query_cache.labels(model, "miss").inc(misses)
+            counter.labels(model, "miss").inc(misses)
 
     def observe_embedding_batch(self, model: str, texts: int, tokens: int, seconds: float) -> None:
         self.embedding_batch_size.labels(model).observe(texts)

@@ -6,7 +6,8 @@ nobody to batch with. Otherwise a dispatcher thread takes waiting requests while
 free, lets a short window pass for company when the queue is short (and a batch is already
 running), and packs a batch within a text count and a token budget
 (counted as padded tokens: the batch runs at the width of its longest text). Large requests are
-cut into parts, so a bulk upsert never holds every worker; interactive (query) requests go ahead
+cut into parts of texts of similar length, so a bulk upsert never holds every worker and a long
+text does not widen a run of short ones; interactive (query) requests go ahead
 of bulk ones. Each caller gets its own rows back, in its own order.
 """
 
@@ -102,11 +103,12 @@ class MicroBatcher:
         request = _Request(np.empty((len(items), self._dimension), np.float32), 0)
         now = time.monotonic()
         size = self.policy.max_texts
+        # Parts of texts of similar length: a run is padded to its longest text, so one long
+        # text among short ones would make the whole run pay for its length.
+        order = sorted(range(len(items)), key=lambda i: items[i].length)
         parts = [
-            _Part(
-                request, list(range(s, min(s + size, len(items)))), list(items[s : s + size]), now
-            )
-            for s in range(0, len(items), size)
+            _Part(request, order[s : s + size], [items[i] for i in order[s : s + size]], now)
+            for s in range(0, len(order), size)
         ]
         request.remaining = len(parts)
         with self._cond:

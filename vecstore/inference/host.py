@@ -12,20 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from vecstore.domain import CrossScores, Embeddings, FloatArray, ModelInfo
+from vecstore.domain import ChunkedEmbeddings, CrossScores, Embeddings, FloatArray, ModelInfo
 from vecstore.errors import EmbeddingUnavailable, ModelNotConfigured, ModelUnavailable
 from vecstore.inference.batcher import BatchPolicy, DirectRunner, MicroBatcher, RunFn
+from vecstore.inference.embedding_cache import CachedEmbedding, EmbeddingCache
 from vecstore.inference.onnx_cross_encoder import OnnxCrossEncoder, logits_to_scores
 from vecstore.inference.onnx_embedder import OnnxEmbeddingModel, Tokenized
-from vecstore.inference.query_cache import CachedEmbedding, QueryCache
 from vecstore.inference.registry import ModelRegistry, ModelSpec
 
 log = logging.getLogger("vecstore.inference")
 
 # (model id, texts in the batch, padded tokens, seconds)
 BatchObserver = Callable[[str, int, int, float], None]
-# (model id, query-cache hits, misses) of one call
-CacheObserver = Callable[[str, int, int], None]
+# (cache: "query" | "document", model id, hits, misses) of one call
+CacheObserver = Callable[[str, str, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,9 @@ class InferenceConfig:
     micro_batching: bool = True
     policy: BatchPolicy = field(default_factory=BatchPolicy)
     query_cache_entries: int = 4096
+    # Embeddings of reranked documents (keyed by a digest of the text): a document set that is
+    # reranked again skips the model. Stored records never enter it.
+    document_cache_entries: int = 20000
     # Id (or alias) of the cross-encoder used when a request names none; empty: the first
     # cross-encoder in the registry, if any.
     default_cross_encoder: str = ""
@@ -71,7 +74,8 @@ class ModelHost:
         self._load_locks: dict[str, threading.Lock] = {
             s.id: threading.Lock() for s in registry.specs()
         }
-        self.cache = QueryCache(config.query_cache_entries)
+        self.cache = EmbeddingCache(config.query_cache_entries)
+        self.document_cache = EmbeddingCache(config.document_cache_entries, digest_keys=True)
         self._default: ModelSpec | None = None
         if config.default_embedding_model:
             # A default that names no embedding model is a configuration error: fail at start.
@@ -123,17 +127,51 @@ class ModelHost:
         loaded = self._runtime(spec)
         if not query:
             return self._run(spec, loaded, texts, query=False)
-        cached = [self.cache.get(spec.id, t) for t in texts]
+        return self._through_cache(spec, loaded, texts, self.cache, query=True)
+
+    def embed_documents(
+        self,
+        documents: Sequence[str],
+        model: str | None,
+        *,
+        max_doc_tokens: int | None = None,
+        max_chunks: int = 10,
+        keep: str = "end",
+    ) -> ChunkedEmbeddings:
+        """Documents to score against a query (not to store): long ones in chunks the model
+        takes whole, each chunk through the document cache."""
+        spec = self._spec_for(model)
+        loaded = self._runtime(spec)
+        assert isinstance(loaded.model, OnnxEmbeddingModel)
+        chunks = loaded.model.chunk(
+            documents, max_doc_tokens=max_doc_tokens, max_chunks=max_chunks, keep=keep
+        )
+        embedded = self._through_cache(spec, loaded, chunks.texts, self.document_cache, query=False)
+        return ChunkedEmbeddings(
+            spec.id, embedded.vectors, chunks.owner, embedded.total_tokens, chunks.lost
+        )
+
+    def _through_cache(
+        self,
+        spec: ModelSpec,
+        loaded: _Loaded,
+        texts: Sequence[str],
+        cache: EmbeddingCache,
+        *,
+        query: bool,
+    ) -> Embeddings:
+        cached = [cache.get(spec.id, t) for t in texts]
         missing = [i for i, c in enumerate(cached) if c is None]
-        if self._observe_cache is not None and self.cache.max_entries > 0:
-            self._observe_cache(spec.id, len(texts) - len(missing), len(missing))
-        if missing:  # queries go through the cache; only the misses reach the model
-            fresh = self._run(spec, loaded, [texts[i] for i in missing], query=True)
+        if self._observe_cache is not None and cache.max_entries > 0:
+            name = "query" if query else "document"
+            self._observe_cache(name, spec.id, len(texts) - len(missing), len(missing))
+        if missing:  # only the misses reach the model
+            fresh = self._run(spec, loaded, [texts[i] for i in missing], query=query)
             for row, i in enumerate(missing):
                 entry = CachedEmbedding(
                     fresh.vectors[row].copy(), fresh.token_counts[row], fresh.truncated[row]
                 )
-                self.cache.put(spec.id, texts[i], entry)
+                cache.put(spec.id, texts[i], entry)
                 cached[i] = entry
         entries = [c for c in cached if c is not None]
         return Embeddings(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vecstore.domain import FloatArray
-from vecstore.errors import BadRequest
+from vecstore.inference.chunking import plain_tokenizer, split_documents
 from vecstore.inference.onnx_embedder import Tokenized, load_tokenizer, open_graph, padded_feed
 from vecstore.inference.registry import ModelSpec
 
@@ -47,8 +47,7 @@ class OnnxCrossEncoder:
         self.tokenizer = load_tokenizer(spec, graph.tokenizer_path)
         # Pairs are cut in the document only: the query is the point of the comparison.
         self.tokenizer.enable_truncation(max_length=spec.max_tokens, strategy="only_second")
-        self._plain = load_tokenizer(spec, graph.tokenizer_path)
-        self._plain.no_truncation()  # counts and offsets of whole texts, for cutting them
+        self._plain = plain_tokenizer(graph.tokenizer_path)  # counts and cuts whole texts
         self._specials = self.tokenizer.num_special_tokens_to_add(True)
         self.session = graph.session
         self._wants_token_types = graph.token_types
@@ -91,34 +90,10 @@ class OnnxCrossEncoder:
         budget = self.spec.max_tokens - query_tokens - self._specials
         if max_doc_tokens is not None:
             budget = min(budget, max_doc_tokens)
-        budget = max(budget, 1)
-        texts: list[str] = []
-        owner: list[int] = []
-        lost: list[bool] = []
-        for i, encoding in enumerate(
-            self._plain.encode_batch(list(documents), add_special_tokens=False)
-        ):
-            document = documents[i]
-            spans = [
-                (
-                    encoding.offsets[s][0],
-                    encoding.offsets[min(s + budget, len(encoding.ids)) - 1][1],
-                )
-                for s in range(0, len(encoding.ids), budget)
-            ] or [(0, len(document))]
-            cut = len(spans) > max_chunks
-            if cut and keep == "none":
-                raise BadRequest(
-                    f"documents[{i}] needs {len(spans)} chunks of {budget} tokens and"
-                    f" 'max_chunks_per_doc' is {max_chunks}; with 'truncate' 'none' no text"
-                    " may be dropped: raise 'max_chunks_per_doc' or set 'truncate'",
-                    type_="document_too_long",
-                )
-            if cut:
-                spans = spans[-max_chunks:] if keep == "start" else spans[:max_chunks]
-            texts.extend(document[a:b] for a, b in spans)
-            owner.extend([i] * len(spans))
-            lost.append(cut)
+        chunks = split_documents(
+            self._plain, documents, budget=budget, max_chunks=max_chunks, keep=keep
+        )
+        texts, owner, lost = chunks.texts, chunks.owner, chunks.lost
         encodings = self.tokenizer.encode_batch([(query, t) for t in texts])
         pairs = [Tokenized(e.ids, bool(e.overflowing), e.type_ids) for e in encodings]
         return pairs, owner, lost

@@ -10,6 +10,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from vecstore.domain import FloatArray
+from vecstore.inference.chunking import Chunks, plain_tokenizer, split_documents
 from vecstore.inference.registry import ModelSpec, resolve_files, verify_file
 
 
@@ -81,6 +82,12 @@ class OnnxEmbeddingModel:
         self.spec = spec
         self.max_batch = max_batch
         self.tokenizer = load_tokenizer(spec, graph.tokenizer_path)
+        self._plain = plain_tokenizer(graph.tokenizer_path)
+        prefix = self._plain.encode(spec.document_prefix, add_special_tokens=False)
+        # Room for a document's own tokens in one run: the budget less [CLS]/[SEP] and prefix.
+        self.document_budget = (
+            spec.max_tokens - self.tokenizer.num_special_tokens_to_add(False) - len(prefix.ids)
+        )
         self.session = graph.session
         self._wants_token_types = graph.token_types
         self._output = spec.output or self.session.get_outputs()[0].name
@@ -105,6 +112,23 @@ class OnnxEmbeddingModel:
             texts = [prefix + t for t in texts]
         encodings: list[Encoding] = self.tokenizer.encode_batch(list(texts))
         return [Tokenized(e.ids, bool(e.overflowing)) for e in encodings]
+
+    def chunk(
+        self,
+        documents: Sequence[str],
+        *,
+        max_doc_tokens: int | None = None,
+        max_chunks: int = 10,
+        keep: str = "end",
+    ) -> Chunks:
+        """Long documents as chunks the model takes whole (and of at most ``max_doc_tokens``),
+        to be embedded one by one: a document is then as relevant as its best chunk."""
+        budget = self.document_budget
+        if max_doc_tokens is not None:
+            budget = min(budget, max_doc_tokens)
+        return split_documents(
+            self._plain, documents, budget=budget, max_chunks=max_chunks, keep=keep
+        )
 
     def run(self, items: Sequence[Tokenized]) -> FloatArray:
         """Embed tokenised texts: pooled, not yet normalised; rows in input order."""

@@ -1,7 +1,8 @@
 """Document rerank (``/v1/rerank`` and its dialects): score texts against a query by one of four
 methods, long documents in chunks. No collection is involved: the documents come in the request.
 
-- ``fast``: bi-encoder cosine with the embedding model, mapped to [0, 1] as (cos + 1) / 2.
+- ``fast``: bi-encoder cosine with the embedding model (a long document's best chunk), mapped to
+  [0, 1] as (cos + 1) / 2.
 - ``standard``: the cross-encoder on every document (its best chunk), sigmoid of the logit.
 - ``optimal``: the bi-encoder keeps the best ``stage1_top_k``; the cross-encoder reorders them.
 - ``best``: stage one fuses the bi-encoder with BM25 and keeps ``stage1_top_k``; those are scored
@@ -194,17 +195,19 @@ class DocumentRerankService:
         return (bi.id if bi is not None else None), cross
 
     def _bi(self, request: DocumentRerank, model: str | None) -> tuple[np.ndarray, int]:
+        """Each document's cosine to the query: its best chunk's."""
         query = self.embedder.embed([request.query], model, query=True)
-        docs = self.embedder.embed(request.documents, model)
-        if request.truncate == "none" and any(docs.truncated):
-            i = docs.truncated.index(True)
-            raise BadRequest(
-                f"documents[{i}] is longer than the embedding model takes and 'truncate' is"
-                " 'none'; shorten it, or set 'truncate' to 'end' or 'start'",
-                type_="document_too_long",
-            )
-        cosine: np.ndarray = docs.vectors.astype(np.float64) @ query.vectors[0].astype(np.float64)
-        return np.clip(cosine, -1.0, 1.0), query.total_tokens + docs.total_tokens
+        docs = self.embedder.embed_documents(
+            request.documents,
+            model,
+            max_doc_tokens=request.max_tokens_per_doc,
+            max_chunks=request.max_chunks_per_doc,
+            keep=request.truncate,
+        )
+        per_chunk = docs.vectors.astype(np.float64) @ query.vectors[0].astype(np.float64)
+        cosine = np.full(len(request.documents), -1.0)
+        np.maximum.at(cosine, np.asarray(docs.owner, dtype=np.int64), per_chunk)
+        return np.clip(cosine, -1.0, 1.0), query.total_tokens + docs.tokens
 
     def _cross(
         self,
