@@ -409,12 +409,28 @@ def test_openapi_dialect_routes_describe_their_own_error_shapes(openapi: dict[st
                 schema = resolve(openapi, response["content"]["application/json"]["schema"])
                 if path in COHERE_PATHS:
                     assert set(schema["properties"]) == {"message", "detail"}, path
-                elif path in ("/embed", "/rerank"):
+                elif path == "/embed":
                     assert set(schema["properties"]) == {"error", "error_type"}, path
+                elif path == "/rerank":  # TEI or infinity (OpenAI's shape), by the body
+                    tei, infinity = (resolve(openapi, o) for o in schema["oneOf"])
+                    assert set(tei["properties"]) == {"error", "error_type"}, path
+                    assert_openai_error(openapi, infinity, path)
                 else:
-                    assert set(schema["properties"]) == {"error"}, (method, path)
-                    body = resolve(openapi, schema["properties"]["error"])
-                    assert set(body["properties"]) == {"message", "type", "param", "code"}
+                    assert_openai_error(openapi, schema, path)
+
+
+def assert_openai_error(openapi: dict[str, Any], schema: dict[str, Any], path: str) -> None:
+    assert set(schema["properties"]) == {"error"}, path
+    body = resolve(openapi, schema["properties"]["error"])
+    assert set(body["properties"]) == {"message", "type", "param", "code"}, path
+
+
+def test_openapi_rerank_documents_both_success_shapes(openapi: dict[str, Any]) -> None:
+    ok = openapi["paths"]["/rerank"]["post"]["responses"]["200"]["content"]["application/json"]
+    tei, infinity = ok["schema"]["oneOf"]
+    assert tei["type"] == "array"
+    assert {"index", "score"} <= set(resolve(openapi, tei["items"])["properties"])
+    assert {"object", "results", "model", "usage"} <= set(resolve(openapi, infinity)["properties"])
 
 
 @pytest.mark.parametrize("path", ["/schema", "/schema/swagger", "/schema/redoc"])

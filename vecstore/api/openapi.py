@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Union
+
 from litestar.openapi.datastructures import ResponseSpec
 
 from vecstore.api.dialect_schemas import CohereError, OpenAIError, TEIError
@@ -26,7 +28,7 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
 }
 
 
-def _responses(container: type) -> dict[int, ResponseSpec]:
+def _responses(container: Any) -> dict[int, ResponseSpec]:
     return {
         status: ResponseSpec(data_container=container, description=text, generate_examples=False)
         for status, text in _DESCRIPTIONS.items()
@@ -37,3 +39,5 @@ def _responses(container: type) -> dict[int, ResponseSpec]:
 OPENAI_ERROR_RESPONSES = _responses(OpenAIError)
 TEI_ERROR_RESPONSES = _responses(TEIError)
 COHERE_ERROR_RESPONSES = _responses(CohereError)
+# POST /rerank speaks TEI or infinity, by the body: its errors come in either shape.
+TEI_OR_OPENAI_ERROR_RESPONSES = _responses(Union[TEIError, OpenAIError])  # noqa: UP007

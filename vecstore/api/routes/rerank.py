@@ -7,17 +7,18 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 from litestar import Request, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.types import ExceptionHandlersMap
 from msgspec import UNSET
 
 from vecstore.api import dialect_schemas as d
 from vecstore.api.dialect_errors import cohere_error, sniffed_error
-from vecstore.api.openapi import COHERE_ERROR_RESPONSES, TEI_ERROR_RESPONSES
+from vecstore.api.openapi import COHERE_ERROR_RESPONSES, TEI_OR_OPENAI_ERROR_RESPONSES
 from vecstore.api.state import services_of
 from vecstore.errors import BadRequest, InvalidBody
 from vecstore.services.document_rerank import (
@@ -146,7 +147,14 @@ def rerank_v2(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -
     sync_to_thread=True,
     status_code=200,
     exception_handlers=_SNIFFED_ERRORS,
-    responses=TEI_ERROR_RESPONSES,
+    responses={
+        200: ResponseSpec(
+            data_container=Union[list[d.TEIRank], d.InfinityRerankOut],  # noqa: UP007
+            description="TEI: a bare list of every text, best first; infinity: an object",
+            generate_examples=False,
+        ),
+        **TEI_OR_OPENAI_ERROR_RESPONSES,
+    },
     tags=["rerank"],
 )
 def rerank_tei_or_infinity(request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]) -> Any:
