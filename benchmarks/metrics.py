@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ def latency_ms(latencies_s: npt.NDArray[np.float64]) -> dict[str, float]:
     return summarize_ms(latencies_s * 1000.0)
 
 
-def recall_at_k(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]]) -> float:
+def recall_at_k(found: Sequence[Sequence[Hashable]], truth: Sequence[Sequence[Hashable]]) -> float:
     """Mean over queries of |found ∩ truth| / |truth|; a query with no true match counts as 1."""
     if len(found) != len(truth):
         raise ValueError(f"{len(found)} result lists for {len(truth)} queries")

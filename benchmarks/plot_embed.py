@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks.plotting import cli, save
 
 
 def plot(results: dict[str, Any], png: Path) -> None:
@@ -53,19 +54,11 @@ def plot(results: dict[str, Any], png: Path) -> None:
     ax.legend(fontsize=8, loc="upper left")
     ax.margins(y=0.15)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    plt.close(fig)
+    save(fig, png)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    plot(json.loads(Path(args[0]).read_text()), Path(args[1]))
-    return 0
+    return cli(plot, __doc__, argv)
 
 
 if __name__ == "__main__":

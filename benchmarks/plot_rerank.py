@@ -7,11 +7,12 @@ runs in the peer's virtualenv:
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks.plotting import cli, save
 
 
 def plot(results: dict[str, Any], png: Path) -> None:
@@ -97,19 +98,11 @@ def plot(results: dict[str, Any], png: Path) -> None:
         f"vecstore document rerank — {results['date']}, {m['nproc']} CPUs ({m['cpu_model']})",
         fontsize=10,
     )
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    plt.close(fig)
+    save(fig, png)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    plot(json.loads(Path(args[0]).read_text()), Path(args[1]))
-    return 0
+    return cli(plot, __doc__, argv)
 
 
 if __name__ == "__main__":

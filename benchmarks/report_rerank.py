@@ -335,13 +335,13 @@ def analysis(results: dict[str, Any]) -> list[str]:
         )
     synth = [by[k] for k in ("standard-test-ce", "optimal-test-ce", "best-test-ce") if k in by]
     if synth:
-        parts = ", ".join(
+        timings = ", ".join(
             f"`{r['request']['method']}` {_opt(r['latency']['p50_ms'])} ms" for r in synth
         )
         lines.append(
             f"- With the synthetic test cross-encoder (its scores are token overlap plus random "
             f"vectors, not relevance — the quality rows show the pipeline runs, nothing about a "
-            f"real reranker's quality) the per-query p50 is: {parts}."
+            f"real reranker's quality) the per-query p50 is: {timings}."
         )
     sizes = _sizes(results)
     for docs in sizes:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import bench_embed, machine, report_embed
+from benchmarks import bench_embed, machine, report_embed, suite
 from benchmarks.client import ApiClient
 from benchmarks.metrics import median_round
 from benchmarks.run_core import _env_pairs, _int_list
@@ -371,48 +371,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def plot(args: argparse.Namespace, json_path: Path, png: Path) -> str | None:
-    """Draw the QPS chart in process when matplotlib is here, else with ``--plot-python``
-    (default ``--peer-python``). Returns why it was not drawn, or None."""
-    try:
-        from benchmarks import plot_embed
-
-        plot_embed.plot(json.loads(json_path.read_text()), png)
-        return None
-    except ImportError:
-        pass
-    python = args.plot_python or args.peer_python
-    if python is None or not python.exists():
-        return "matplotlib is not installed here and no --plot-python/--peer-python has it"
-    cmd = [str(python), "-m", "benchmarks.plot_embed", str(json_path), str(png)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, check=False, timeout=300)
-    return None if proc.returncode == 0 else f"{' '.join(cmd)} exited with {proc.returncode}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render is not None:
-        results = json.loads(args.render.read_text())
-        results.pop("targets", None)  # recomputed on writing
-        results["analysis"] = report_embed.analysis(results)
-        results["notes"] = [n for n in results.get("notes", []) if not n.startswith("No plot")]
+        results = suite.rerendered(args.render, report_embed)
         args.out = args.render.parent
     else:
         results = run(args)
     stem = f"embed-{results['date']}"
-    png = args.out / f"{stem}-search-qps.png"
-    results["plot"] = png.name
-    json_path, md_path = report_embed.write(results, args.out, stem)
-    why = plot(args, json_path, png)
-    if why:
-        results["plot"] = None
-        results["notes"].append(f"No plot: {why}.")
-        json_path, md_path = report_embed.write(results, args.out, stem)
-    print()
-    print(report_embed.markdown(results))
-    print(report_embed.targets_text(results))
-    print(f"\nwrote {json_path}, {md_path}" + ("" if why else f" and {png}"))
-    return 0
+
+    def draw(json_path: Path, png: Path) -> str | None:
+        # the peer's virtualenv has matplotlib (sentence-transformers' plots need it too)
+        return suite.draw("plot_embed", json_path, png, [args.plot_python, args.peer_python])
+
+    return suite.publish(
+        results,
+        out=args.out,
+        stem=stem,
+        png=args.out / f"{stem}-search-qps.png",
+        report=report_embed,
+        draw_png=draw,
+    )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bench_doc_rerank as bdr
-from benchmarks import docstrings, machine, report_rerank
+from benchmarks import docstrings, machine, report_rerank, suite
 from benchmarks.bench_embed import http_floor, pass_noise
 from benchmarks.client import ApiClient
 from benchmarks.metrics import median_round
@@ -331,48 +329,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def plot(args: argparse.Namespace, json_path: Path, png: Path) -> str | None:
-    """Draw the PNG in process when matplotlib is here, else with ``--plot-python`` (default
-    ``.venv-bench/bin/python``). Returns why it was not drawn, or None."""
-    try:
-        from benchmarks import plot_rerank
-
-        plot_rerank.plot(json.loads(json_path.read_text()), png)
-        return None
-    except ImportError:
-        pass
-    python = args.plot_python or DEFAULT_PLOT_PYTHON
-    if not python.exists():
-        return f"matplotlib is not installed here and {python} does not exist"
-    cmd = [str(python), "-m", "benchmarks.plot_rerank", str(json_path), str(png)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, check=False, timeout=300)
-    return None if proc.returncode == 0 else f"{' '.join(cmd)} exited with {proc.returncode}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render is not None:
-        results = json.loads(args.render.read_text())
-        results.pop("targets", None)  # recomputed on writing
-        results["analysis"] = report_rerank.analysis(results)
-        results["notes"] = [n for n in results.get("notes", []) if not n.startswith("No plot")]
+        results = suite.rerendered(args.render, report_rerank)
         args.out = args.render.parent
     else:
         results = run(args)
     stem = f"rerank-{results['date']}"
-    png = args.out / f"{stem}.png"
-    results["plot"] = png.name if results.get("latency") else None
-    json_path, md_path = report_rerank.write(results, args.out, stem)
-    why = plot(args, json_path, png) if results["plot"] else "no latency figures"
-    if why:
-        results["plot"] = None
-        results["notes"].append(f"No plot: {why}.")
-        json_path, md_path = report_rerank.write(results, args.out, stem)
-    print()
-    print(report_rerank.markdown(results))
-    print(report_rerank.targets_text(results))
-    print(f"\nwrote {json_path}, {md_path}" + ("" if why else f" and {png}"))
-    return 0
+    png = args.out / f"{stem}.png" if results.get("latency") else None
+    if png is None:
+        results["notes"].append("No plot: no latency figures.")
+
+    def draw(json_path: Path, png: Path) -> str | None:
+        return suite.draw("plot_rerank", json_path, png, [args.plot_python, DEFAULT_PLOT_PYTHON])
+
+    return suite.publish(
+        results, out=args.out, stem=stem, png=png, report=report_rerank, draw_png=draw
+    )
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ def reference_logits(pairs: list[tuple[list[int], list[int]]]) -> np.ndarray:
         found = sum(1 for t in tokens[in_query].tolist() if t in doc_tokens)
         overlap = found / max(int(in_query.sum()), 1)
         query, doc = table[tokens[in_query]].sum(axis=0), table[tokens[in_doc]].sum(axis=0)
-        cosine = query @ doc / (max(np.linalg.norm(query), 1e-12) * max(np.linalg.norm(doc), 1e-12))
+        norms = max(float(np.linalg.norm(query)), 1e-12) * max(float(np.linalg.norm(doc)), 1e-12)
+        cosine = float(query @ doc) / norms
         out.append(OVERLAP * overlap + COSINE * cosine + BIAS)
     return np.asarray(out)

@@ -1,0 +1,67 @@
+"""The end of every benchmark run: write the JSON and markdown, draw the plot (in process, or
+with another python that has matplotlib), print the report. Also re-rendering a committed JSON
+(``--render``) without measuring anything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def rerendered(path: Path, report: ModuleType) -> dict[str, Any]:
+    """A finished run's results, with what the report derives recomputed from its figures."""
+    results: dict[str, Any] = json.loads(path.read_text())
+    results.pop("targets", None)  # recomputed on writing
+    results["analysis"] = report.analysis(results)
+    results["notes"] = [n for n in results.get("notes", []) if not n.startswith("No plot")]
+    return results
+
+
+def draw(module: str, json_path: Path, png: Path, pythons: Sequence[Path | None]) -> str | None:
+    """Draw ``benchmarks.<module>``'s figure in process when matplotlib is here, else with the
+    first of ``pythons`` that exists. Returns why it was not drawn, or None."""
+    try:
+        plot = __import__(f"benchmarks.{module}", fromlist=["plot"]).plot
+        plot(json.loads(json_path.read_text()), png)
+        return None
+    except ImportError:
+        pass
+    python = next((p for p in pythons if p is not None and p.exists()), None)
+    if python is None:
+        tried = ", ".join(str(p) for p in pythons if p is not None) or "none given"
+        return f"matplotlib is not installed here, nor in another python (tried: {tried})"
+    cmd = [str(python), "-m", f"benchmarks.{module}", str(json_path), str(png)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, check=False, timeout=300)
+    return None if proc.returncode == 0 else f"{' '.join(cmd)} exited with {proc.returncode}"
+
+
+def publish(
+    results: dict[str, Any],
+    *,
+    out: Path,
+    stem: str,
+    png: Path | None,
+    report: ModuleType,
+    draw_png: Callable[[Path, Path], str | None],
+) -> int:
+    """Write ``<stem>.json`` and ``<stem>.md`` into ``out``, then the plot (``png`` None: no
+    plot), rewriting both with a note when it could not be drawn; print the report."""
+    results["plot"] = png.name if png is not None else None
+    json_path, md_path = report.write(results, out, stem)
+    why = draw_png(json_path, png) if png is not None else None
+    if why:
+        results["plot"] = None
+        results["notes"].append(f"No plot: {why}.")
+        json_path, md_path = report.write(results, out, stem)
+    print()
+    print(report.markdown(results))
+    print(report.targets_text(results))
+    drawn = f" and {png}" if png is not None and not why else ""
+    print(f"\nwrote {json_path}, {md_path}{drawn}")
+    return 0
