@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -55,7 +56,7 @@ def running_server(
     """
     key = secrets.token_urlsafe(32)
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="vecstore-bench-") as tmp:
+    with _sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="vecstore-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
         log_path = log_path or Path(tmp) / "server.log"
@@ -80,6 +81,28 @@ def running_server(
                 raise
             finally:
                 _stop(proc, stop_timeout_s)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``) would end the harness without unwinding, leaving its
+    servers running; as SystemExit it runs every ``finally`` and so stops them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield  # someone else handles it (an outer server block, or the caller)
+        return
+
+    def unwind(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, timeout_s: float, log: Path) -> None:

@@ -424,6 +424,37 @@ def test_a_large_requests_parts_hold_texts_of_similar_length() -> None:
     assert sorted(widths) == [[5], [5], [5], [200]]
 
 
+def test_a_lone_mid_sized_request_runs_on_every_worker_at_once() -> None:
+    """Regression: a lone request of up to 16 texts ran in its caller's thread on one core, so
+    /v1/rerank of 10 documents left the second embedding worker idle."""
+    both_running = threading.Barrier(2, timeout=10)  # broken unless two runs overlap
+    sizes: list[int] = []
+
+    def run(items: Sequence[Tokenized]) -> FloatArray:
+        sizes.append(len(items))
+        both_running.wait()
+        return fake_run(items)
+
+    batcher = MicroBatcher(run, FAKE_DIM, BatchPolicy(window_s=0.0, max_texts=16, workers=2))
+    try:
+        out = batcher.embed(tokens(0, 10))
+    finally:
+        batcher.close()
+    np.testing.assert_array_equal(out[:, 0], np.arange(10, dtype=np.float32))
+    assert sizes == [5, 5]
+
+
+def test_part_sizes_spread_a_request_over_the_workers() -> None:
+    policy = BatchPolicy(max_texts=16, workers=2, spread_min_texts=4)
+    assert policy.part_size(1) == 16  # a query: one run (inline on an idle model)
+    assert policy.part_size(7) == 16  # too small to be worth two hand-offs
+    assert policy.part_size(8) == 4
+    assert policy.part_size(10) == 5
+    assert policy.part_size(20) == 10
+    assert policy.part_size(1000) == 16
+    assert BatchPolicy(max_texts=16, workers=1).part_size(10) == 16
+
+
 def test_a_batch_respects_the_padded_token_budget() -> None:
     sizes: list[int] = []
     started = threading.Event()

@@ -7,7 +7,8 @@ free, lets a short window pass for company when the queue is short (and a batch 
 running), and packs a batch within a text count and a token budget
 (counted as padded tokens: the batch runs at the width of its longest text). Large requests are
 cut into parts of texts of similar length, so a bulk upsert never holds every worker and a long
-text does not widen a run of short ones; interactive (query) requests go ahead
+text does not widen a run of short ones; a mid-sized lone request is cut into one part per
+worker, so it uses every core. Interactive (query) requests go ahead
 of bulk ones. Each caller gets its own rows back, in its own order.
 """
 
@@ -39,6 +40,15 @@ class BatchPolicy:
     workers: int = 2
     max_queued_texts: int = 20000
     timeout_s: float = 60.0
+    # A request of at least twice this many texts is cut into one part per worker (each of at
+    # most max_texts), so a lone request of, say, 10 documents uses every core, not one.
+    spread_min_texts: int = 4
+
+    def part_size(self, texts: int) -> int:
+        if texts < 2 * self.spread_min_texts or self.workers < 2:
+            return self.max_texts
+        per_worker = -(-texts // self.workers)  # ceiling division
+        return max(self.spread_min_texts, min(self.max_texts, per_worker))
 
 
 @dataclass(eq=False)
@@ -98,11 +108,11 @@ class MicroBatcher:
                 f"this request holds {len(items)} texts, more than the embedding queue takes"
                 f" ({self.policy.max_queued_texts}); send fewer texts per request"
             )
-        if len(items) <= self.policy.max_texts and self._claim_idle_worker():
+        size = self.policy.part_size(len(items))
+        if len(items) <= size and self._claim_idle_worker():
             return self._run_inline(items)
         request = _Request(np.empty((len(items), self._dimension), np.float32), 0)
         now = time.monotonic()
-        size = self.policy.max_texts
         # Parts of texts of similar length: a run is padded to its longest text, so one long
         # text among short ones would make the whole run pay for its length.
         order = sorted(range(len(items)), key=lambda i: items[i].length)
@@ -199,6 +209,8 @@ class MicroBatcher:
                 n, w = texts + len(part.items), max(width, part.width)
                 if batch and (n > self.policy.max_texts or n * w > self.policy.max_tokens):
                     return batch
+                if batch and any(p.request is part.request for p in batch):
+                    return batch  # a request's parts were cut to run side by side
                 batch.append(queue.popleft())
                 texts, width = n, w
         return batch
