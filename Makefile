@@ -7,7 +7,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./data
 
-.PHONY: install run test check format lint typecheck bench clean
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+ARGS ?=
+
+.PHONY: install run test check format lint typecheck bench bench-compare clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,5 +44,17 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 
+# The peers (Chroma, pgvector, Milvus Lite, LanceDB) live in their own venv, with the bench
+# extra (torch & co.: their docstrings are part of the text corpus): GBs that neither `make test`
+# nor CI needs. `make bench-compare ARGS="--dataset docs-10k"` passes options on.
+$(PEERS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -e '.[dev,bench,peers]'
+	touch $(PEERS_STAMP)
+
+bench-compare: $(PEERS_STAMP)
+	$(PEERS_VENV)/bin/python -m benchmarks.compare $(ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) .mypy_cache .ruff_cache .pytest_cache
