@@ -217,3 +217,9 @@ def test_targets_compare_with_the_best_server_peer() -> None:
     assert many.met
     memory = by_name["server RSS after indexing ÷ (1.3 x FAISS formula + fixed overhead)"]
     assert memory.reached == pytest.approx(150 / (1.3 * 100 + 100))
+
+
+def test_a_peer_exact_at_every_knob_is_taken_for_a_flat_scan() -> None:
+    scanning = system({16: (1.0, 10, 10), 128: (1.0, 9, 9)})
+    assert report_compare.flat_scanning(scanning)
+    assert not report_compare.flat_scanning(system({16: (0.93, 10, 10), 128: (1.0, 9, 9)}))
