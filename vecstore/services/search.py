@@ -233,11 +233,7 @@ class SearchService:
         vector, embedding_ms, warnings = self._resolve(info, query)
         t0 = time.perf_counter()
         unique = list(dict.fromkeys(candidates))  # duplicates collapse, first position wins
-        rows, not_found = info.rerank(vector, unique)
-        if score_threshold is not None:
-            rows = [r for r in rows if r.score >= score_threshold]
-        if top_k is not None:
-            rows = rows[:top_k]
+        rows, not_found = info.rerank(vector, unique, top_k=top_k, score_threshold=score_threshold)
         search_ms = (time.perf_counter() - t0) * 1000
         hits = self.to_hits(info, rows, include_vectors=include_vectors)
         total_ms = (time.perf_counter() - started) * 1000

@@ -247,8 +247,17 @@ class CollectionRuntime:
         with self.table_lock.read():
             return len(self._matching_rows(node))
 
-    def rerank(self, query: FloatArray, external_ids: list[str]) -> tuple[list[Hit], list[str]]:
-        """Exact scores of the named records, sorted descending (ties keep input order)."""
+    def rerank(
+        self,
+        query: FloatArray,
+        external_ids: list[str],
+        *,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+    ) -> tuple[list[Hit], list[str]]:
+        """Exact scores of the named records, sorted descending (ties keep input order); only
+        the best ``top_k`` at or above ``score_threshold`` become results (building a result
+        decodes its metadata, so a 1,000-candidate call asking for 10 builds 10)."""
         q = self.to_index_space(query.reshape(-1))
         with self.table_lock.read():
             table = self.table
@@ -263,6 +272,10 @@ class CollectionRuntime:
                 return [], not_found
             scores = self.scores(table.vectors[rows], q)
             order = np.argsort(-scores, kind="stable")
+            if score_threshold is not None:
+                order = order[scores[order] >= score_threshold]
+            if top_k is not None:
+                order = order[:top_k]
             return self._scored(rows[order], scores[order]), not_found
 
     def index_vector_of(self, external_id: str) -> tuple[int, FloatArray] | None:
