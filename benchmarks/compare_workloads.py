@@ -177,7 +177,7 @@ def search_concurrent(
     found: dict[int, list[str]] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(threads + 1)
-    deadline: list[float] = []
+    deadline = time.perf_counter() + budget_s  # lanes start at the barrier, a moment later
 
     def lane(t: int) -> None:
         try:
@@ -187,7 +187,7 @@ def search_concurrent(
                 ids = clients[t].search(work.queries[qi], K)
                 latencies[t].append(time.perf_counter() - s)
                 found[qi] = ids
-                if s > deadline[0]:
+                if s > deadline:
                     break
         except BaseException as exc:
             errors.append(exc)
@@ -195,7 +195,6 @@ def search_concurrent(
     pool = [threading.Thread(target=lane, args=(t,), daemon=True) for t in range(threads)]
     for th in pool:
         th.start()
-    deadline.append(time.perf_counter() + budget_s)
     barrier.wait()
     t0 = time.perf_counter()
     for th in pool:

@@ -88,3 +88,29 @@ def wait_for_quiet(
                 "other_cores": round(other, 3),
                 "quiet": other < threshold_cores,
             }
+
+
+def cpu_counters() -> dict[str, float]:
+    """Readings that ``background_load`` turns into what the rest of the machine used."""
+    busy, steal = cpu_busy_s()
+    return {
+        "busy_s": busy,
+        "steal_s": steal,
+        "own_s": own_cpu_s(),
+        "wall_s": time.monotonic(),
+    }
+
+
+def background_load(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU the rest of the machine used while the benchmark ran: busy CPU seconds minus this
+    run's own (itself, the servers, the peer). The machine is shared, so this says how quiet it
+    was; ``steal`` is time the hypervisor gave to other guests."""
+    wall = after["wall_s"] - before["wall_s"]
+    other = (after["busy_s"] - before["busy_s"]) - (after["own_s"] - before["own_s"])
+    return {
+        "wall_s": wall,
+        "other_processes_cpu_s": max(other, 0.0),
+        "other_processes_cores_mean": max(other, 0.0) / wall if wall > 0 else 0.0,
+        "steal_cores_mean": (after["steal_s"] - before["steal_s"]) / wall if wall > 0 else 0.0,
+        "loadavg_end": float(Path("/proc/loadavg").read_text().split()[0]),
+    }

@@ -105,31 +105,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _cpu_counters() -> dict[str, float]:
-    busy, steal = machine.cpu_busy_s()
-    return {
-        "busy_s": busy,
-        "steal_s": steal,
-        "own_s": machine.own_cpu_s(),
-        "wall_s": time.monotonic(),
-    }
-
-
-def background_load(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """CPU the rest of the machine used while the benchmark ran: busy CPU seconds minus this
-    run's own (itself, the servers, the peer). The machine is shared, so this says how quiet it
-    was; ``steal`` is time the hypervisor gave to other guests."""
-    wall = after["wall_s"] - before["wall_s"]
-    other = (after["busy_s"] - before["busy_s"]) - (after["own_s"] - before["own_s"])
-    return {
-        "wall_s": wall,
-        "other_processes_cpu_s": max(other, 0.0),
-        "other_processes_cores_mean": max(other, 0.0) / wall if wall > 0 else 0.0,
-        "steal_cores_mean": (after["steal_s"] - before["steal_s"]) / wall if wall > 0 else 0.0,
-        "loadavg_end": float(Path("/proc/loadavg").read_text().split()[0]),
-    }
-
-
 QUIET_WAITS: list[dict[str, Any]] = []
 
 
@@ -326,7 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     notes: list[str] = []
-    counters = _cpu_counters()
+    counters = machine.cpu_counters()
     quiet(args, "the peer")
     _say("reference peer (sentence-transformers), alone on the machine")
     peer = run_peer(args)
@@ -355,17 +330,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     )
     results["server_version"] = results["batching_on"].get("server_version")
-    if args.smoke:
-        notes.append("Smoke run (--smoke): small counts, figures are not representative.")
-    results["background_load"] = load = background_load(counters, _cpu_counters())
     results["quiet_waits"] = QUIET_WAITS
-    if load["other_processes_cores_mean"] > 0.1:
-        notes.append(
-            f"Other processes used {load['other_processes_cores_mean']:.2f} of the "
-            f"{results['machine']['nproc']} CPUs on average during the run: figures are lower "
-            "than on a quiet machine."
-        )
-    results["notes"] = notes
+    results["notes"] = notes + suite.closing_notes(
+        results, counters, smoke=args.smoke, effect="figures are lower"
+    )
     results["analysis"] = report_embed.analysis(results)
     results["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
     return results

@@ -30,7 +30,6 @@ from benchmarks.bench_embed import http_floor, pass_noise
 from benchmarks.client import ApiClient
 from benchmarks.metrics import median_round
 from benchmarks.run_core import _env_pairs, _int_list
-from benchmarks.run_embed import _cpu_counters, background_load
 from benchmarks.sentences import TextPool
 from benchmarks.server import ServerHandle, running_server
 from vecstore.settings import Settings
@@ -283,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     notes: list[str] = []
     quiet = Quiet(args.wait_quiet)
-    counters = _cpu_counters()
+    counters = machine.cpu_counters()
     with (
         tempfile.TemporaryDirectory(prefix="vecstore-rerank-") as tmp,
         contextlib.ExitStack() as stack,
@@ -313,17 +312,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             results["latency"] = latency_phase(args, servers, quiet)
         results["quality"] = quality_phase(args, servers, rs, quiet, rerank_ok=missing is None)
-    if args.smoke:
-        notes.append("Smoke run (--smoke): small counts, figures are not representative.")
-    results["background_load"] = load = background_load(counters, _cpu_counters())
     results["quiet_waits"] = quiet.waits
-    if load["other_processes_cores_mean"] > 0.1:
-        notes.append(
-            f"Other processes used {load['other_processes_cores_mean']:.2f} of the "
-            f"{results['machine']['nproc']} CPUs on average during the run: latencies are higher "
-            "than on a quiet machine."
-        )
-    results["notes"] = notes
+    results["notes"] = notes + suite.closing_notes(
+        results, counters, smoke=args.smoke, effect="latencies are higher"
+    )
     results["analysis"] = report_rerank.analysis(results)
     results["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
     return results

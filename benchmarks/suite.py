@@ -11,7 +11,29 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from benchmarks import machine
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def closing_notes(
+    results: dict[str, Any], counters: dict[str, float], *, smoke: bool, effect: str
+) -> list[str]:
+    """Record the machine's background load since ``counters`` (``machine.cpu_counters()`` at
+    the start) in ``results`` and return the notes every report ends with: a smoke run, and
+    other processes' CPU when it was enough to move the figures (``effect`` says how)."""
+    notes = []
+    if smoke:
+        notes.append("Smoke run (--smoke): small counts, figures are not representative.")
+    load = machine.background_load(counters, machine.cpu_counters())
+    results["background_load"] = load
+    if load["other_processes_cores_mean"] > 0.1:
+        notes.append(
+            f"Other processes used {load['other_processes_cores_mean']:.2f} of the "
+            f"{results['machine']['nproc']} CPUs on average during the run: {effect} "
+            "than on a quiet machine."
+        )
+    return notes
 
 
 def rerendered(path: Path, report: ModuleType) -> dict[str, Any]:

@@ -640,3 +640,25 @@ def test_an_idle_batcher_runs_a_lone_request_in_the_callers_thread() -> None:
     assert all(t.startswith("vecstore-t") for t in threads[2:])
     np.testing.assert_array_equal(outputs["a"][:, 0], [0])
     np.testing.assert_array_equal(outputs["b"][:, 0], [5, 6])
+
+
+def test_a_document_cache_entry_stays_near_two_kilobytes_whatever_the_text() -> None:
+    """docs/settings.md promises ~2 KB an entry at 384-d: the key is a digest, not the text."""
+    import tracemalloc
+
+    from vecstore.inference.embedding_cache import CachedEmbedding, EmbeddingCache
+
+    cache = EmbeddingCache(2000, digest_keys=True)
+    vectors = [np.ones(384, dtype=np.float32) for _ in range(2000)]
+    texts = [f"a long document {i} " * 200 for i in range(2000)]  # ~4 KB of text each
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(2000):
+            cache.put("m", texts[i], CachedEmbedding(vectors[i].copy(), 60, False))
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    per_entry = sum(s.size_diff for s in after.compare_to(before, "filename")) / 2000
+    assert 1536 < per_entry < 2500
+    assert cache.get("m", texts[7]) is not None

@@ -13,7 +13,6 @@ import contextlib
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-HOST = "127.0.0.1"
+# One definition of the loopback host and the free-port probe for every server the suites start.
+from benchmarks.server import HOST as HOST
+from benchmarks.server import free_port as free_port
+
 FloatArray = npt.NDArray[np.float32]
 COLLECTION = "bench"
 # vecstore's default index: HNSW, m=32, ef_construction=128, ef_search=128, cosine. Every peer
@@ -121,12 +123,6 @@ def package_version(dist: str) -> str:
         return "not installed"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_until(
     ready: Callable[[], bool], *, timeout_s: float, what: str, alive: Callable[[], str | None]
 ) -> None:
@@ -175,6 +171,16 @@ class ServerProcess:
                 extra_groups=[] if self.user is not None else None,
                 start_new_session=True,  # a Ctrl-C in the harness's terminal must not reach it
             )
+
+    def start_ready(self, ready: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+        """Start, then wait until ``ready()`` holds; a server that dies or never gets ready is
+        stopped before the ``PeerUnavailable`` propagates, so no process is left behind."""
+        self.start()
+        try:
+            wait_until(ready, timeout_s=timeout_s, what=what, alive=self.exit_reason)
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def pid(self) -> int | None:

@@ -42,7 +42,6 @@ from benchmarks.peers.base import (
     free_port,
     package_version,
     require,
-    wait_until,
 )
 
 # ``chroma run`` through this interpreter: the ``chroma`` console script may belong to another
@@ -68,25 +67,14 @@ class _Server:
         argv += ["--host", HOST, "--port", str(self.port)]
         env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
         proc = ServerProcess(argv, self.log_path, env=env, stop_signals=((signal.SIGTERM, 30.0),))
-        proc.start()
-        self.proc = proc
         url = f"http://{HOST}:{self.port}/api/v2/heartbeat"
 
         def ready() -> bool:
             with urllib.request.urlopen(url, timeout=2) as resp:  # loopback only
                 return int(resp.status) == 200
 
-        try:
-            wait_until(
-                ready,
-                timeout_s=self.startup_timeout_s,
-                what="chroma run",
-                alive=proc.exit_reason,
-            )
-        except BaseException:
-            proc.stop()
-            self.proc = None
-            raise
+        proc.start_ready(ready, timeout_s=self.startup_timeout_s, what="chroma run")
+        self.proc = proc
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -61,7 +61,6 @@ from benchmarks.peers.base import (
     package_version,
     process_tree,
     require,
-    wait_until,
 )
 
 _PG_USER_ENV = "VECSTORE_BENCH_PG_USER"
@@ -186,22 +185,14 @@ class _PgServer:
             # SIGINT is PostgreSQL's fast shutdown; SIGQUIT its immediate one; then SIGKILL.
             stop_signals=((signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0)),
         )
-        proc.start()
-        self.proc = proc
 
         def ready() -> bool:
             with connect(connect_timeout=2) as conn:
                 conn.execute("SELECT 1")
             return True
 
-        try:
-            wait_until(
-                ready, timeout_s=self.startup_timeout_s, what="postgres", alive=proc.exit_reason
-            )
-        except BaseException:
-            proc.stop()
-            self.proc = None
-            raise
+        proc.start_ready(ready, timeout_s=self.startup_timeout_s, what="postgres")
+        self.proc = proc
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -39,7 +39,6 @@ from benchmarks.peers.base import (
     check_batch,
     free_port,
     package_version,
-    wait_until,
 )
 
 _BASE = f"/v1/collections/{COLLECTION}"
@@ -80,19 +79,12 @@ class _Server:
             env=env,
             stop_signals=((signal.SIGTERM, 60.0),),
         )
-        proc.start()
-        self.proc = proc
 
         def ready() -> bool:
             return httpx.get(f"{self.base_url}/ready", timeout=2).status_code == 200
 
-        try:
-            wait_until(
-                ready, timeout_s=self.startup_timeout_s, what="vecstore", alive=proc.exit_reason
-            )
-        except BaseException:
-            proc.stop()
-            raise
+        proc.start_ready(ready, timeout_s=self.startup_timeout_s, what="vecstore")
+        self.proc = proc
 
     def stop(self) -> None:
         if self.proc is not None:
