@@ -15,9 +15,10 @@ from vecstore.errors import BadRequest, RecordNotFound
 from vecstore.services.collections import CollectionService
 from vecstore.services.limits import Limits
 from vecstore.services.vectors import QueryResolver, finite_or_none
-from vecstore.storage.collection import CollectionRuntime
+from vecstore.storage.collection import QUICK_MAX_CANDIDATES, CollectionRuntime
 from vecstore.storage.engine import StorageEngine
 from vecstore.storage.filters import parse_filter
+from vecstore.storage.rwlock import WouldBlock
 
 _decode = msgspec.json.Decoder().decode
 
@@ -116,7 +117,11 @@ class SearchService:
         include_vectors: bool = False,
         include_content: bool = False,
         include_count: bool = False,
+        nonblocking: bool = False,
     ) -> SearchResult:
+        """``nonblocking``: answer only if that is quick and waits for no lock (an unfiltered
+        approximate search by vector that reads nothing from the database), else raise
+        ``WouldBlock`` before doing any work; the API then retries in a worker thread."""
         started = time.perf_counter()
         info = self.collections.live(name)
         self.check_k(k, offset)
@@ -124,9 +129,25 @@ class SearchService:
             self.limits.check_range("ef_search", ef_search, 1, 10000)
         finite_or_none(score_threshold, "score_threshold")
         node = parse_filter(filters)
+        if nonblocking and (
+            query.vector is None
+            or node is not None
+            or exact
+            or include_vectors
+            or include_content
+            or not info.answers_quickly(k + offset, ef_search)
+        ):
+            raise WouldBlock("not a quick search")
         vector, embedding_ms, warnings = self._resolve(info, query)
         t0 = time.perf_counter()
-        rows = info.search(vector, k + offset, node=node, exact=exact, ef_search=ef_search)[offset:]
+        rows = info.search(
+            vector,
+            k + offset,
+            node=node,
+            exact=exact,
+            ef_search=ef_search,
+            blocking=not nonblocking,
+        )[offset:]
         if score_threshold is not None:
             rows = [r for r in rows if r.score >= score_threshold]
         search_ms = (time.perf_counter() - t0) * 1000
@@ -223,17 +244,31 @@ class SearchService:
         top_k: int | None = None,
         score_threshold: float | None = None,
         include_vectors: bool = False,
+        nonblocking: bool = False,
     ) -> RerankResult:
+        """``nonblocking``: as for ``search``; a rerank by vector of up to
+        ``QUICK_MAX_CANDIDATES`` (dictionary lookups and one small matrix product) is quick
+        unless it reads vectors back from the database."""
         started = time.perf_counter()
         info = self.collections.live(name)
         self.limits.check_count("candidates", len(candidates), self.limits.max_candidates)
         if top_k is not None and top_k < 1:
             raise BadRequest("'top_k' must be 1 or more")
         finite_or_none(score_threshold, "score_threshold")
+        if nonblocking and (
+            query.vector is None or include_vectors or len(candidates) > QUICK_MAX_CANDIDATES
+        ):
+            raise WouldBlock("not a quick rerank")
         vector, embedding_ms, warnings = self._resolve(info, query)
         t0 = time.perf_counter()
         unique = list(dict.fromkeys(candidates))  # duplicates collapse, first position wins
-        rows, not_found = info.rerank(vector, unique, top_k=top_k, score_threshold=score_threshold)
+        rows, not_found = info.rerank(
+            vector,
+            unique,
+            top_k=top_k,
+            score_threshold=score_threshold,
+            blocking=not nonblocking,
+        )
         search_ms = (time.perf_counter() - t0) * 1000
         hits = self.to_hits(info, rows, include_vectors=include_vectors)
         total_ms = (time.perf_counter() - started) * 1000

@@ -25,6 +25,13 @@ _SCAN_CHUNK = 32768
 _decode_many = msgspec.json.Decoder(list[dict[str, object]]).decode
 MIN_TRAINING_VECTORS = 1024
 MAX_TRAINING_VECTORS = 65536
+# What a search may cost and still run on the event loop (see ``answers_quickly``): a thread hop
+# costs more than such a search on a small machine, but anything bigger must not stall the loop.
+QUICK_MAX_RESULTS = 100
+QUICK_MAX_EF = 512
+QUICK_FRESH_ROWS = 4096
+QUICK_FLAT_ROWS = 16384
+QUICK_MAX_CANDIDATES = 2000
 
 
 @dataclass
@@ -101,6 +108,21 @@ class CollectionRuntime:
     def vector_count(self) -> int:
         return self.table.alive_count
 
+    def answers_quickly(self, n: int, ef_search: int | None) -> bool:
+        """Whether an unfiltered approximate search for ``n`` results is cheap enough to run on
+        the event loop: a bounded HNSW beam (or a small flat index) plus an exact scan of a
+        small fresh segment. Reads sizes without a lock: an estimate, never a correctness
+        question (the search itself takes the locks)."""
+        index, table = self.index, self.table
+        if n > QUICK_MAX_RESULTS:
+            return False
+        if index.is_hnsw:
+            if max(ef_search or self.params.ef_search, n) > QUICK_MAX_EF:
+                return False
+        elif index.ntotal > QUICK_FLAT_ROWS:
+            return False
+        return table.size - table.first_row_after(index.watermark) <= QUICK_FRESH_ROWS
+
     def search(
         self,
         query: FloatArray,
@@ -109,10 +131,13 @@ class CollectionRuntime:
         ef_search: int | None = None,
         exact: bool = False,
         node: Node | None = None,
+        blocking: bool = True,
     ) -> list[Hit]:
-        """Top ``n`` rows by exact score; ``node`` restricts them to a filter's matches."""
+        """Top ``n`` rows by exact score; ``node`` restricts them to a filter's matches.
+
+        ``blocking=False``: raise ``WouldBlock`` instead of waiting for a writer's lock."""
         q = self.to_index_space(query.reshape(-1))
-        with self.table_lock.read():
+        with self.table_lock.read(blocking=blocking):
             table = self.table
             allowed_rows = None
             if node is not None:
@@ -121,7 +146,7 @@ class CollectionRuntime:
                     return self._top(allowed_rows, q, n)
             elif exact:
                 return self._top(self._scan_rows(0, table.size, q, n), q, n)
-            with self.index_lock.read():
+            with self.index_lock.read(blocking=blocking):
                 return self._index_search(q, n, ef_search, allowed_rows)
 
     def _index_search(
@@ -254,12 +279,14 @@ class CollectionRuntime:
         *,
         top_k: int | None = None,
         score_threshold: float | None = None,
+        blocking: bool = True,
     ) -> tuple[list[Hit], list[str]]:
         """Exact scores of the named records, sorted descending (ties keep input order); only
         the best ``top_k`` at or above ``score_threshold`` become results (building a result
-        decodes its metadata, so a 1,000-candidate call asking for 10 builds 10)."""
+        decodes its metadata, so a 1,000-candidate call asking for 10 builds 10).
+        ``blocking=False``: raise ``WouldBlock`` instead of waiting for a writer."""
         q = self.to_index_space(query.reshape(-1))
-        with self.table_lock.read():
+        with self.table_lock.read(blocking=blocking):
             table = self.table
             found = list(map(table.row_by_external.get, external_ids))  # C-level lookups
             if None in found:

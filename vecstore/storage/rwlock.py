@@ -1,6 +1,7 @@
 """A readers-writer lock: searches share it, writers take it alone.
 
 Writer-preferring, so a steady stream of searches cannot starve the indexer or a writer.
+``read(blocking=False)`` lets the event loop try a quick read without ever waiting on a writer.
 """
 
 from __future__ import annotations
@@ -8,6 +9,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+class WouldBlock(Exception):
+    """A non-blocking attempt declined: a writer holds (or waits for) the lock, or the work is
+    not quick enough to run on the event loop. The caller retries in a worker thread."""
 
 
 class RWLock:
@@ -18,9 +24,11 @@ class RWLock:
         self._writers_waiting = 0
 
     @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self, *, blocking: bool = True) -> Iterator[None]:
         with self._cond:
             while self._writer or self._writers_waiting:
+                if not blocking:
+                    raise WouldBlock("a writer holds or awaits the lock")
                 self._cond.wait()
             self._readers += 1
         try:

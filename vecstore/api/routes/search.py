@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from litestar import Controller, Request, post
@@ -11,6 +12,7 @@ from msgspec import UNSET
 from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import hit_out, read_timing
+from vecstore.api.offload import quick_or_threaded
 from vecstore.api.openapi import ERROR_RESPONSES
 from vecstore.api.paths import path_external_id
 from vecstore.api.state import services_of
@@ -26,16 +28,16 @@ class SearchController(Controller):
         "/search",
         responses=ERROR_RESPONSES,
         opt={"role": "read"},
-        sync_to_thread=True,
         status_code=200,
     )
-    def search(
+    async def search(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.SearchIn]
     ) -> w.Success[w.SearchOut]:
         check_scope(principal_of(request), name, write=False)
         if data.nprobe is not None:
             raise BadRequest("'nprobe' applies to IVF indexes; use 'ef_search' for HNSW")
-        result = services_of(request.app.state).search.search(
+        run = partial(
+            services_of(request.app.state).search.search,
             name,
             Query(data.vector, data.text),
             k=data.k,
@@ -48,6 +50,7 @@ class SearchController(Controller):
             include_content=data.include_content,
             include_count=data.include_count,
         )
+        result = await quick_or_threaded(run)
         return w.Success(
             data=w.SearchOut(
                 results=[hit_out(h, include_content=data.include_content) for h in result.hits],
@@ -140,14 +143,14 @@ class SearchController(Controller):
         "/rerank",
         responses=ERROR_RESPONSES,
         opt={"role": "read"},
-        sync_to_thread=True,
         status_code=200,
     )
-    def rerank(
+    async def rerank(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.RerankIn]
     ) -> w.Success[w.RerankOut]:
         check_scope(principal_of(request), name, write=False)
-        result = services_of(request.app.state).search.rerank(
+        run = partial(
+            services_of(request.app.state).search.rerank,
             name,
             Query(data.vector, data.text),
             data.candidates,
@@ -155,6 +158,7 @@ class SearchController(Controller):
             score_threshold=data.score_threshold,
             include_vectors=data.include_vectors,
         )
+        result = await quick_or_threaded(run)
         return w.Success(
             data=w.RerankOut(
                 results=[hit_out(h) for h in result.hits],
