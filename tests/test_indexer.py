@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from vecstore.domain import IndexParams, RecordWrite
+from vecstore.storage import engine as engine_module
 from vecstore.storage.engine import EngineConfig, StorageEngine
 
 
@@ -62,3 +63,24 @@ def test_a_direct_maintain_call_indexes_everything(engine: StorageEngine) -> Non
     engine.maintain(runtime)
     assert runtime.fresh_count() == 0
     assert runtime.index.ntotal == 250
+
+
+def test_the_indexer_hands_freed_memory_back_once_it_has_caught_up(
+    engine: StorageEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(engine_module, "release_free_memory", lambda: calls.append("trim"))
+    engine.create_collection(
+        name="a", dim=4, metric="l2", description=None, params=IndexParams(), embedding_model=None
+    )
+    runtime = engine.runtime("a")
+    engine.maintain(runtime)
+    assert calls == []  # nothing indexed: nothing to give back
+    vectors = np.random.default_rng(0).standard_normal((300, 4)).astype(np.float32)
+    engine.upsert("a", [RecordWrite(f"r{i}", vectors[i], {}) for i in range(300)])
+    engine.maintain(runtime, defer=True)  # writes still streaming: the newest 100 stay fresh
+    assert runtime.index.ntotal == 200
+    assert calls == []
+    engine.maintain(runtime)  # caught up
+    assert runtime.index.ntotal == 300
+    assert calls == ["trim"]

@@ -91,6 +91,7 @@ def build_services(
             database_url=settings.resolved_database_url,
             index_dir=settings.index_dir,
             sqlite_synchronous=settings.sqlite_synchronous,
+            sqlite_cache_mb=settings.sqlite_cache_mb,
             indexer_interval_s=settings.indexer_interval_s,
             indexer_batch_size=settings.indexer_batch_size,
             indexer_fresh_max=settings.indexer_fresh_max,

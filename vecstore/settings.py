@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -25,6 +25,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str = ""
     # "FULL" makes an acknowledged write survive power loss; "NORMAL" survives process crashes only.
     sqlite_synchronous: str = "FULL"
+    # SQLite page cache per pooled connection, in MiB. Reads that matter are served from memory
+    # (vectors, ids, metadata); the cache serves writes' index lookups, so it stays small.
+    sqlite_cache_mb: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 8
     admin_key: str | None = None
     auth_enabled: bool = True
     metrics_public: bool = False

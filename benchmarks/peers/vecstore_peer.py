@@ -9,6 +9,7 @@ own process on 127.0.0.1, driven over HTTP the way its users drive it.
   then the newest vectors are served exactly from the fresh segment).
 - ``rerank`` uses the server's own ``POST /v1/collections/{name}/rerank``; the harness scores
   other peers' fetched vectors client-side instead.
+- Server: default settings, except ``preload_models=false`` (no text is embedded here).
 - Threads: one keep-alive ``http.client.HTTPConnection`` per ``client_for_thread`` object.
   The standard library's client, not httpx: the client shares the machine with the server, and
   on 2 cores httpx's per-request work (~1 ms of CPU here, against ~0.25 ms for
@@ -75,6 +76,10 @@ class _Server:
         env = {
             **os.environ,
             "VECSTORE_LOG_LEVEL": "WARNING",
+            # No peer carries an embedding model and this comparison embeds nothing server-side:
+            # without preloading, vecstore's RSS holds no model either (it would load on the
+            # first text request).
+            "VECSTORE_PRELOAD_MODELS": "false",
             **self.env,
             "VECSTORE_ADMIN_KEY": self.key,
         }

@@ -23,7 +23,9 @@ def migrations_dir() -> Path:
 _SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
 
 
-def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> sa.Engine:
+def create_engine(
+    url: str, *, sqlite_synchronous: str = "FULL", sqlite_cache_mb: int = 8
+) -> sa.Engine:
     if url.startswith("sqlite"):
         mode = sqlite_synchronous.upper()
         if mode not in _SYNC_MODES:
@@ -41,7 +43,8 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL") -> sa.Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={mode}")
             cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA cache_size=-65536")
+            # Negative: KiB. Up to 16 pooled connections each hold this much at most.
+            cur.execute(f"PRAGMA cache_size=-{int(sqlite_cache_mb) * 1024}")
             cur.close()
 
         return engine

@@ -38,6 +38,7 @@ from vecstore.storage import text_index
 from vecstore.storage.collection import CollectionRuntime
 from vecstore.storage.database import create_engine, migrate
 from vecstore.storage.filters import Node, compile_sqlite
+from vecstore.storage.heap import release_free_memory
 from vecstore.storage.vector_index import CheckpointError, VectorIndex
 
 log = logging.getLogger("vecstore.storage")
@@ -90,6 +91,7 @@ class EngineConfig:
     database_url: str
     index_dir: Path
     sqlite_synchronous: str = "FULL"
+    sqlite_cache_mb: int = 8
     indexer_interval_s: float = 0.2
     indexer_batch_size: int = 512
     checkpoint_every_changes: int = 20000
@@ -110,7 +112,11 @@ class WriteResult:
 class StorageEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self.db = create_engine(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
+        self.db = create_engine(
+            config.database_url,
+            sqlite_synchronous=config.sqlite_synchronous,
+            sqlite_cache_mb=config.sqlite_cache_mb,
+        )
         self._write_lock = threading.Lock()
         self._runtimes: dict[str, CollectionRuntime] = {}
         self._broken: dict[str, str] = {}
@@ -798,9 +804,15 @@ class StorageEngine:
                 and time.monotonic() - runtime.last_change_monotonic < self.config.indexer_defer_s
             ):
                 keep_fresh = self.config.indexer_fresh_max
+            indexed = False
             while runtime.index_step(self.config.indexer_batch_size, keep_fresh):
+                indexed = True
                 if self._stop.is_set():
                     break
+            if indexed and keep_fresh == 0:
+                # A burst of writes has been indexed: return the heap its request bodies and
+                # index batches left behind (it would otherwise stay in the RSS).
+                release_free_memory()
             index = runtime.index
             if index.tombstones and index.deleted_fraction > self.config.compaction_threshold:
                 log.info(
