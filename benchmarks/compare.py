@@ -62,6 +62,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rerank-queries", type=int, default=200)
     p.add_argument("--phase-budget", type=float, default=240.0, help="seconds per pass, at most")
     p.add_argument("--wait-quiet", type=float, default=60.0, help="before each system (0: no)")
+    p.add_argument(
+        "--quiet-round-trip-us",
+        type=float,
+        default=0.0,
+        help="also wait until machine.round_trip_us's p50 is below this (0: only record it)",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny counts; use --out /tmp/...")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--render", type=Path, default=None, metavar="JSON", help="measure nothing")
@@ -154,7 +160,12 @@ def make(name: str) -> Peer:
 
 def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     peer = make(name)
-    out: dict[str, Any] = {"system": name, "kind": peer.kind}
+    out: dict[str, Any] = {"system": name, "kind": peer.kind, "round_trips_us": {}}
+
+    def probe(phase: str) -> None:
+        # The host's wake-up latency drifts within minutes: record it at each phase.
+        out["round_trips_us"][phase] = machine.round_trip_us()
+
     started = time.perf_counter()
     try:
         peer.start(workdir)
@@ -172,6 +183,7 @@ def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path
             out["versions"] = peer.versions()
             out["index"] = peer.index_desc
             out["knob_name"] = peer.knob_name
+            probe("before ingest")
             _say(f"{name}: ingesting {work.n:,} vectors")
             out["ingest"] = cw.ingest(peer, work, budget_s=max(args.phase_budget * 10, 1800))
             ing = out["ingest"]
@@ -182,6 +194,7 @@ def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path
             mem.sample()
             out["memory_indexed"] = mem.figures()
             knobs = args.knobs or list(peer.knobs)
+            probe("before sweep")
             out["sweep"] = []
             for row in cw.sweep(
                 peer,
@@ -200,6 +213,7 @@ def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path
                     f"{row['single']['recall@10']:.4f}, 1 client {row['single']['qps']:.0f} QPS "
                     f"(p50 {row['single']['latency']['p50_ms']:.2f} ms); {conc}"
                 )
+            probe("after sweep")
             out["filtered"] = cw.filtered(peer, work, knob=DEFAULT_KNOB, budget_s=args.phase_budget)
             for f in cw.FILTERS:
                 r = out["filtered"][f]
@@ -221,6 +235,7 @@ def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path
                     f"{name}: rerank {size} ids ({r['how']}): p50 {r['latency']['p50_ms']:.2f} ms,"
                     f" agreement {r['top10_agreement']:.3f}"
                 )
+            probe("after rerank")
             out["memory"] = mem.figures()
         out["restart"] = cw.restart(peer, work)
         _say(f"{name}: restart {out['restart']['seconds']:.2f} s")
@@ -271,7 +286,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for name in args.systems:
         if args.wait_quiet > 0:
-            seen = machine.wait_for_quiet(args.wait_quiet)
+            seen = machine.wait_for_quiet(
+                args.wait_quiet, max_round_trip_us=args.quiet_round_trip_us or None
+            )
             results["quiet_waits"].append({"before": name, **seen})
         with tempfile.TemporaryDirectory(prefix=f"compare-{name}-") as tmp:
             results["systems"][name] = run_system(name, work, args, Path(tmp))

@@ -334,6 +334,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_mb(s['memory_indexed']['last_rss_bytes'])} | {_mb(mem.get('peak_rss_bytes'))} "
             f"| {_mb(mem.get('peak_pss_bytes'))} | {_f(s.get('restart', {}).get('seconds'))} |"
         )
+    out += ["", *round_trip_lines(results)]
     out += [
         "",
         f"FAISS memory formula for this index: {_mb(results['hnsw_flat_bytes'])} MB "
@@ -349,6 +350,36 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("plot"):
         out += ["", f"![recall vs QPS, latency, ingest]({results['plot']})"]
     return "\n".join(out) + "\n"
+
+
+def round_trip_lines(results: dict[str, Any]) -> list[str]:
+    """The machine's process round trip (``machine.round_trip_us``) at each system's phases:
+    a client-server latency is only comparable with another measured at a similar figure."""
+    rows = [
+        (name, s["round_trips_us"])
+        for name, s in results.get("systems", {}).items()
+        if s.get("round_trips_us")
+    ]
+    if not rows:
+        return []
+    phases = list(dict.fromkeys(p for _, trips in rows for p in trips))
+    out = [
+        "## Machine state during each system",
+        "",
+        "A one-byte round trip to a process pinned to the other CPU (p50 / p90 µs, "
+        "`machine.round_trip_us`); every HTTP or database request pays two such wake-ups. "
+        "It drifts with the shared host's load while CPU counters look idle: compare "
+        "client-server latencies measured at similar figures.",
+        "",
+        "| system | " + " | ".join(phases) + " |",
+        "|---|" + "---:|" * len(phases),
+    ]
+    for name, trips in rows:
+        cells = [
+            f"{trips[p]['p50']:.0f} / {trips[p]['p90']:.0f}" if p in trips else "—" for p in phases
+        ]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
 
 
 def analysis(results: dict[str, Any]) -> list[str]:

@@ -4,6 +4,7 @@ index, and how targets pick figures. The full runs are benchmarks, not tests."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks import compare_workloads as cw
-from benchmarks import report_compare
+from benchmarks import machine, report_compare
 from benchmarks.groundtruth import exact_top_k
 from benchmarks.peers.base import FloatArray, Peer, unit_rows
 
@@ -223,3 +224,30 @@ def test_a_peer_exact_at_every_knob_is_taken_for_a_flat_scan() -> None:
     scanning = system({16: (1.0, 10, 10), 128: (1.0, 9, 9)})
     assert report_compare.flat_scanning(scanning)
     assert not report_compare.flat_scanning(system({16: (0.93, 10, 10), 128: (1.0, 9, 9)}))
+
+
+def test_the_round_trip_probe_measures_and_leaves_this_threads_cpus_alone() -> None:
+    before = os.sched_getaffinity(0)
+    trip = machine.round_trip_us(trips=200)
+    assert os.sched_getaffinity(0) == before  # the probe unpins the calling thread
+    assert 0 < trip["p50"] <= trip["p90"]
+
+
+def test_the_report_shows_each_systems_round_trips_by_phase() -> None:
+    results = {
+        "systems": {
+            "a": {"round_trips_us": {"before ingest": {"p50": 40.0, "p90": 90.0}}},
+            "b": {
+                "round_trips_us": {
+                    "before ingest": {"p50": 900.0, "p90": 1500.0},
+                    "after sweep": {"p50": 50.0, "p90": 70.0},
+                }
+            },
+            "skipped": {"skipped": "not installed"},
+        }
+    }
+    lines = report_compare.round_trip_lines(results)
+    assert "| system | before ingest | after sweep |" in lines
+    assert "| a | 40 / 90 | — |" in lines
+    assert "| b | 900 / 1500 | 50 / 70 |" in lines
+    assert report_compare.round_trip_lines({"systems": {}}) == []
