@@ -34,6 +34,7 @@ from benchmarks.groundtruth import exact_top_k
 from benchmarks.peers import PEERS, Peer, PeerUnavailable
 from benchmarks.peers.base import DEFAULT_KNOB, unit_rows
 from benchmarks.peers.vecstore_peer import VecstorePeer
+from benchmarks.server import sigterm_unwinds
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -191,6 +192,7 @@ def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path
                 f"{name}: {ing['acknowledged_vectors_per_s']:,.0f} vectors/s acknowledged, "
                 f"indexed after {ing['indexed_s']:.1f} s"
             )
+            out["settle"] = cw.settle(pids, budget_s=args.phase_budget)
             mem.sample()
             out["memory_indexed"] = mem.figures()
             knobs = args.knobs or list(peer.knobs)
@@ -284,7 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "notes": [],
         "quiet_waits": [],
     }
-    for name in args.systems:
+    for name in args.systems:  # a SIGTERM unwinds: each peer's finally stops its servers
         if args.wait_quiet > 0:
             seen = machine.wait_for_quiet(
                 args.wait_quiet, max_round_trip_us=args.quiet_round_trip_us or None
@@ -306,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = suite.rerendered(args.render, report_compare)
         args.out = args.render.parent
     else:
-        results = run(args)
+        with sigterm_unwinds():
+            results = run(args)
     stem = f"compare-{results['date']}-{results['dataset']['name']}"
 
     def draw(json_path: Path, png: Path) -> str | None:

@@ -8,6 +8,7 @@ early (``timed_out``): a slow system costs the run minutes, never hours.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -291,6 +292,46 @@ def rerank(
     out["how"] = "server rerank endpoint" if own is not None else "fetch by id + numpy"
     out["top10_agreement"] = float(np.mean(agree)) if agree else float("nan")
     return out
+
+
+# -- settling -------------------------------------------------------------------------------------
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(
+    pids: Callable[[], list[int]],
+    *,
+    budget_s: float,
+    idle_cores: float = 0.05,
+    window_s: float = 1.0,
+    windows: int = 2,
+) -> dict[str, Any]:
+    """Wait (at most ``budget_s``) until the system's processes have used under ``idle_cores``
+    for ``windows`` windows in a row: background work after indexing (vecstore's index
+    checkpoint, a database's compaction or vacuum) finishes before search is measured, for
+    every system alike. Returns how long it took and whether it settled."""
+    start = time.monotonic()
+    calm = 0
+    used = float("nan")
+    while time.monotonic() - start < budget_s:
+        procs = pids()
+        before = sum(_cpu_s(p) for p in procs)
+        t = time.monotonic()
+        time.sleep(window_s)
+        used = (sum(_cpu_s(p) for p in procs) - before) / (time.monotonic() - t)
+        calm = calm + 1 if used < idle_cores else 0
+        if calm >= windows:
+            break
+    return {
+        "waited_s": round(time.monotonic() - start, 1),
+        "settled": calm >= windows,
+        "last_cores": round(used, 3),
+    }
 
 
 # -- restart and memory ----------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def running_server(
     """
     key = secrets.token_urlsafe(32)
     port = free_port()
-    with _sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="vecstore-bench-") as tmp:
+    with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="vecstore-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
         log_path = log_path or Path(tmp) / "server.log"
@@ -84,7 +84,7 @@ def running_server(
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
+def sigterm_unwinds() -> Iterator[None]:
     """SIGTERM (``kill``, ``timeout``) would end the harness without unwinding, leaving its
     servers running; as SystemExit it runs every ``finally`` and so stops them."""
     if threading.current_thread() is not threading.main_thread():

@@ -251,3 +251,25 @@ def test_the_report_shows_each_systems_round_trips_by_phase() -> None:
     assert "| a | 40 / 90 | — |" in lines
     assert "| b | 900 / 1500 | 50 / 70 |" in lines
     assert report_compare.round_trip_lines({"systems": {}}) == []
+
+
+def test_settle_waits_for_a_busy_process_and_returns_once_it_is_idle() -> None:
+    me = os.getpid()
+    idle = cw.settle(lambda: [me], budget_s=5, window_s=0.2)
+    assert idle["settled"]
+    assert idle["waited_s"] < 5
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    busy = threading.Thread(target=spin)
+    busy.start()
+    try:
+        spun = cw.settle(lambda: [me], budget_s=1.0, window_s=0.2)
+    finally:
+        stop.set()
+        busy.join()
+    assert not spun["settled"]
+    assert spun["last_cores"] > 0.5
