@@ -345,17 +345,6 @@ def server_pid(server: ServerHandle) -> int | None:
     return None
 
 
-def process_cpu_s(pid: int | None) -> float:
-    """utime + stime of a process, all its threads, in seconds (0 when unknown)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Scrape:
     """Metrics before and after a pass: model runs (texts per run, run time), the server's own
     time per request of one route (inside the ASGI app, so without socket and HTTP parsing), and
@@ -371,7 +360,12 @@ class Scrape:
     def _cpu_now(self) -> tuple[float, float, float, float]:
         own = resource.getrusage(resource.RUSAGE_SELF)
         busy = machine.cpu_busy_s()[0]
-        return time.perf_counter(), process_cpu_s(self.pid), own.ru_utime + own.ru_stime, busy
+        return (
+            time.perf_counter(),
+            machine.process_cpu_s(self.pid),
+            own.ru_utime + own.ru_stime,
+            busy,
+        )
 
     def __enter__(self) -> Scrape:
         self.before = scrape_metrics(self.server)

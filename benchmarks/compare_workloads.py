@@ -8,7 +8,6 @@ early (``timed_out``): a slow system costs the run minutes, never hours.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks import machine
 from benchmarks.metrics import latency_ms
 from benchmarks.peers.base import FloatArray, Peer
 
@@ -295,14 +295,6 @@ def rerank(
 
 
 # -- settling -------------------------------------------------------------------------------------
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def settle(
     pids: Callable[[], list[int]],
     *,
@@ -320,10 +312,10 @@ def settle(
     used = float("nan")
     while time.monotonic() - start < budget_s:
         procs = pids()
-        before = sum(_cpu_s(p) for p in procs)
+        before = sum(machine.process_cpu_s(p) for p in procs)
         t = time.monotonic()
         time.sleep(window_s)
-        used = (sum(_cpu_s(p) for p in procs) - before) / (time.monotonic() - t)
+        used = (sum(machine.process_cpu_s(p) for p in procs) - before) / (time.monotonic() - t)
         calm = calm + 1 if used < idle_cores else 0
         if calm >= windows:
             break

@@ -64,6 +64,17 @@ def cpu_busy_s() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / hz, steal / hz
 
 
+def process_cpu_s(pid: int | None) -> float:
+    """utime + stime of a process, all its threads, in seconds (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu_s() -> float:
     """CPU seconds of this process and its reaped children (a finished server, the peer)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
@@ -142,7 +153,7 @@ def wait_for_quiet(
         other = max((busy1 - busy0) - (own1 - own0), 0.0) / (t1 - t0)
         trip = round_trip_us() if max_round_trip_us is not None else None
         quiet = other < threshold_cores and (
-            trip is None or max_round_trip_us is None or trip["p50"] < max_round_trip_us
+            max_round_trip_us is None or (trip is not None and trip["p50"] < max_round_trip_us)
         )
         waited = time.monotonic() - start
         if quiet or waited >= max_wait_s:

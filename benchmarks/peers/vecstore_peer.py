@@ -12,8 +12,9 @@ own process on 127.0.0.1, driven over HTTP the way its users drive it.
 - Server: default settings, except ``preload_models=false`` (no text is embedded here).
 - Threads: one keep-alive ``http.client.HTTPConnection`` per ``client_for_thread`` object.
   The standard library's client, not httpx: the client shares the machine with the server, and
-  on 2 cores httpx's per-request work (~1 ms of CPU here, against ~0.25 ms for
-  ``http.client``) was a large part of every measured round trip. Any lean HTTP/1.1 client
+  on 2 cores httpx's per-request work (2.2 ms of client CPU against 1.2 ms for ``http.client``
+  on a busy host: ``python -m benchmarks.run_request_path``) was a large part of every
+  measured round trip. Any lean HTTP/1.1 client
   works the same; the server sees identical requests.
 """
 

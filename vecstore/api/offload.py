@@ -1,8 +1,9 @@
 """Where a read runs: on the event loop when it is quick, else in a worker thread.
 
 A thread hop (queue, wake a worker, hand the GIL over, wake the loop) costs more than a whole
-HNSW search on a small machine: measured in process at 20k vectors, a search request took
-0.86 ms through a worker and 0.43 ms on the loop. So the hot reads first try themselves with
+HNSW search on a small machine: in process at 20k vectors a search request took about twice
+as long through a worker as on the loop (``python -m benchmarks.run_request_path``). So the hot
+reads first try themselves with
 ``nonblocking=True``: they answer at once when the work is bounded and no writer holds a lock,
 and otherwise decline with ``WouldBlock`` before doing any work, to be run in a thread like
 every other handler. A long search, a filter, a text query or a writer therefore never stalls

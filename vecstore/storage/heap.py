@@ -3,7 +3,7 @@
 A server that parses large request bodies in many threads leaves glibc's per-thread arenas full
 of freed chunks: the memory is reusable by the process but still counted in its RSS. After the
 indexer catches up with a burst of writes, ``release_free_memory()`` asks glibc to return it
-(``malloc_trim``), which on the 100k-vector ingest benchmark gave back tens of MB.
+(``malloc_trim``).
 """
 
 from __future__ import annotations

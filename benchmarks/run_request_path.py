@@ -1,0 +1,324 @@
+"""The request path's own costs, behind the figures docs/architecture.md and docs/benchmarks.md
+cite:
+
+1. a search request answered on the event loop vs through a worker thread (the ASGI app driven
+   in process, no network: ``answers_quickly`` forced false for the threaded variant);
+2. base64 vector decoding: ``binascii.a2b_base64(strict_mode=True)`` (what vecstore uses) vs
+   ``base64.b64decode(validate=True)`` (what it used), per 1,000 vectors, and ``as_matrix``;
+3. client CPU per search request against a live server: httpx vs the standard library's
+   ``http.client`` (the comparison harness's client).
+
+Variants alternate in rounds and medians are reported, so a drifting host affects both alike.
+
+    python -m benchmarks.run_request_path [--vectors 20000] [--requests 1000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import http.client
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+import numpy as np
+
+from benchmarks import machine
+from benchmarks.client import ApiClient
+from benchmarks.server import running_server
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DIM = 384
+
+
+def _vectors(n: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    unit: np.ndarray = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return unit
+
+
+def _b64(rows: np.ndarray) -> list[str]:
+    return [base64.b64encode(r.astype("<f4").tobytes()).decode("ascii") for r in rows]
+
+
+# -- 1. loop vs thread, in process -----------------------------------------------------------------
+class _InProcess:
+    """The real app (``create_app``), driven through ASGI calls on this thread's event loop."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from vecstore.app import create_app
+        from vecstore.logs import configure_logging
+        from vecstore.settings import Settings
+
+        configure_logging("WARNING", False)
+        self.key = "k" * 32
+        settings = Settings.from_env(
+            {}, data_dir=data_dir, admin_key=self.key, log_level="WARNING", preload_models=False
+        )
+        self.app: Any = create_app(settings)  # driven with plain dict messages
+
+    async def call(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"127.0.0.1"),
+                (b"x-api-key", self.key.encode()),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+        sent = False
+        status, chunks = 0, []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, send)
+        return status, b"".join(chunks)
+
+    async def lifespan(self, event: str) -> None:
+        if event == "startup":
+            self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+            async def receive() -> dict[str, Any]:
+                return await self._queue.get()
+
+            async def send(message: dict[str, Any]) -> None:
+                await self._replies.put(message)
+
+            scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+            self._task = asyncio.create_task(self.app(scope, receive, send))
+        await self._queue.put({"type": f"lifespan.{event}"})
+        await self._replies.get()
+
+
+async def _loop_vs_thread(n: int, requests: int, rounds: int) -> dict[str, Any]:
+    from vecstore.storage import collection
+
+    runtime_class: Any = collection.CollectionRuntime  # its quick-path test is swapped below
+
+    with tempfile.TemporaryDirectory(prefix="vecstore-path-") as tmp:
+        app = _InProcess(Path(tmp) / "data")
+        await app.lifespan("startup")
+        try:
+            while (await app.call("GET", "/ready"))[0] != 200:  # collections still loading
+                await asyncio.sleep(0.05)
+            create = {"name": "path", "dim": DIM, "metric": "cosine"}
+            status, _ = await app.call("POST", "/v1/collections", msgspec.json.encode(create))
+            assert status == 201, status
+            rows = _vectors(n, 1)
+            for start in range(0, n, 1000):
+                items = [
+                    {"external_id": f"v{i}", "vector": v}
+                    for i, v in zip(
+                        range(start, start + 1000), _b64(rows[start : start + 1000]), strict=False
+                    )
+                ]
+                body = msgspec.json.encode({"items": items})
+                status, _ = await app.call("POST", "/v1/collections/path/bulk_upsert", body)
+                assert status == 200, status
+            from vecstore.api.state import services_of
+
+            runtime = services_of(app.app.state).engine.runtime("path")
+            while runtime.index.ntotal < n:
+                await asyncio.sleep(0.2)
+            queries = _vectors(200, 2)
+            bodies = [
+                msgspec.json.encode({"vector": q.tolist(), "k": 10, "ef_search": 32})
+                for q in queries
+            ]
+            quick = runtime_class.answers_quickly
+
+            async def timed(on_loop: bool) -> float:
+                runtime_class.answers_quickly = quick if on_loop else (lambda self, n, ef: False)
+                t = time.perf_counter()
+                for i in range(requests):
+                    status, _ = await app.call(
+                        "POST", "/v1/collections/path/search", bodies[i % len(bodies)]
+                    )
+                    assert status == 200, status
+                return (time.perf_counter() - t) * 1000 / requests
+
+            loop_ms, thread_ms = [], []
+            try:
+                for _ in range(rounds):
+                    loop_ms.append(await timed(True))
+                    thread_ms.append(await timed(False))
+            finally:
+                runtime_class.answers_quickly = quick
+        finally:
+            await app.lifespan("shutdown")
+    return {
+        "vectors": n,
+        "requests_per_round": requests,
+        "on_loop_ms_per_request": statistics.median(loop_ms),
+        "through_thread_ms_per_request": statistics.median(thread_ms),
+        "rounds": {"on_loop": loop_ms, "through_thread": thread_ms},
+    }
+
+
+# -- 2. base64 decoding ---------------------------------------------------------------------------
+def _best_ms(fn: Callable[[], object], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
+
+
+def _base64_decoding(repeats: int) -> dict[str, Any]:
+    from vecstore.services.vectors import as_matrix
+
+    rows = _b64(_vectors(1000, 3))
+    return {
+        "vectors": len(rows),
+        "b64decode_validate_ms": _best_ms(
+            lambda: [base64.b64decode(r, validate=True) for r in rows], repeats
+        ),
+        "a2b_base64_strict_ms": _best_ms(
+            lambda: [binascii.a2b_base64(r, strict_mode=True) for r in rows], repeats
+        ),
+        "as_matrix_ms": _best_ms(
+            lambda: as_matrix(rows, DIM, field="items", metric="cosine"), repeats
+        ),
+    }
+
+
+# -- 3. client CPU: httpx vs http.client -----------------------------------------------------------
+def _client_cpu(requests: int, rounds: int) -> dict[str, Any]:
+    with running_server(extra_env={"VECSTORE_PRELOAD_MODELS": "false"}) as (base_url, key):
+        headers = {"x-api-key": key, "content-type": "application/json"}
+        with ApiClient(base_url, key) as setup:  # raises on an error status
+            setup.post("/v1/collections", {"name": "path", "dim": DIM, "metric": "cosine"})
+            items = [
+                {"external_id": f"v{i}", "vector": v} for i, v in enumerate(_b64(_vectors(2000, 4)))
+            ]
+            for start in range(0, len(items), 1000):
+                setup.post(
+                    "/v1/collections/path/bulk_upsert", {"items": items[start : start + 1000]}
+                )
+        bodies = [msgspec.json.encode({"vector": q.tolist(), "k": 10}) for q in _vectors(100, 5)]
+        path = "/v1/collections/path/search"
+        url = urlsplit(base_url)
+
+        def with_httpx() -> float:
+            with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
+                c0 = time.process_time()
+                for i in range(requests):
+                    client.post(path, content=bodies[i % len(bodies)]).raise_for_status()
+                return (time.process_time() - c0) * 1000 / requests
+
+        def with_http_client() -> float:
+            conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
+            try:
+                c0 = time.process_time()
+                for i in range(requests):
+                    conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
+                    resp = conn.getresponse()
+                    resp.read()
+                    assert resp.status == 200, resp.status
+                return (time.process_time() - c0) * 1000 / requests
+            finally:
+                conn.close()
+
+        runs: dict[str, list[float]] = {"httpx": [], "http.client": []}
+        for _ in range(rounds):
+            runs["httpx"].append(with_httpx())
+            runs["http.client"].append(with_http_client())
+    return {
+        "requests_per_round": requests,
+        "httpx_client_cpu_ms_per_request": statistics.median(runs["httpx"]),
+        "http_client_cpu_ms_per_request": statistics.median(runs["http.client"]),
+        "rounds": runs,
+    }
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    lt, b, c = r["loop_vs_thread"], r["base64"], r["client_cpu"]
+    return "\n".join(
+        [
+            f"# Request path — {r['date']}",
+            "",
+            f"Machine: {r['machine']['nproc']} CPUs ({r['machine']['cpu_model']}). Medians of "
+            f"{r['rounds']} alternating rounds. `python -m benchmarks.run_request_path`.",
+            "",
+            "| measurement | figure |",
+            "|---|---:|",
+            f"| search request on the event loop ({lt['vectors']:,} vectors, in process) "
+            f"| {lt['on_loop_ms_per_request']:.3f} ms |",
+            f"| the same through a worker thread | {lt['through_thread_ms_per_request']:.3f} ms |",
+            f"| `b64decode(validate=True)`, {b['vectors']:,} vectors of {DIM} "
+            f"| {b['b64decode_validate_ms']:.2f} ms |",
+            f"| `a2b_base64(strict_mode=True)`, same | {b['a2b_base64_strict_ms']:.2f} ms |",
+            f"| `as_matrix` (decode and validate), same | {b['as_matrix_ms']:.2f} ms |",
+            f"| client CPU per search request, httpx | "
+            f"{c['httpx_client_cpu_ms_per_request']:.3f} ms |",
+            f"| client CPU per search request, `http.client` | "
+            f"{c['http_client_cpu_ms_per_request']:.3f} ms |",
+            "",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run_request_path", description=__doc__)
+    p.add_argument("--vectors", type=int, default=20000)
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = p.parse_args(argv)
+    results = {
+        "suite": "request_path",
+        "date": date.today().isoformat(),
+        "machine": machine.describe(),
+        "rounds": args.rounds,
+        "loop_vs_thread": asyncio.run(_loop_vs_thread(args.vectors, args.requests, args.rounds)),
+        "base64": _base64_decoding(repeats=10 * args.rounds),
+        "client_cpu": _client_cpu(args.requests, args.rounds),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"request-path-{results['date']}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(_markdown(results))
+    print(_markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
