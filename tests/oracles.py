@@ -31,3 +31,13 @@ def np_scores(metric: str, matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
     else:
         out = -np.linalg.norm(m - qq, axis=1)
     return out
+
+
+def metric_value(client: Any, name: str, **labels: str) -> float:
+    """One sample of the server's /metrics; 0 when the series does not exist (yet)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in client.get("/metrics").text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series == (f"{name}{{{wanted}}}" if labels else name):
+            return float(value)
+    return 0.0

@@ -18,8 +18,10 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from tests.conftest import ADMIN_KEY, make_settings, wait_ready
+from tests.oracles import metric_value
 from vecstore.app import create_app
 from vecstore.services import keys as keys_module
+from vecstore.services import rate_limit as rate_limit_module
 from vecstore.storage import schema as t
 
 KEY_OBJECT_FIELDS = {
@@ -666,42 +668,111 @@ def test_bootstrap_admin_requests_are_not_counted_against_other_keys(
 
 
 # -- rate limits ---------------------------------------------------------------------------------
+class FakeMonotonic:
+    """Stands in for the ``time`` module inside ``vecstore.services.rate_limit``."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def frozen_minute(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """A clock 10 s into a minute, so a window boundary never falls inside a test."""
-    real = time.time()
-    clock = FakeClock(real - real % 60 + 10)
-    monkeypatch.setattr(keys_module, "time", clock)
+def bucket_clock(monkeypatch: pytest.MonkeyPatch) -> FakeMonotonic:
+    clock = FakeMonotonic()
+    monkeypatch.setattr(rate_limit_module, "time", clock)
     return clock
 
 
 def test_rate_limit_answers_429_with_retry_after(
-    client: TestClient[Litestar], docs: str, frozen_minute: FakeClock
+    client: TestClient[Litestar], docs: str, bucket_clock: FakeMonotonic
 ) -> None:
     limited = create_key(client, "read", rate_limit_per_minute=3)
     assert limited["rate_limit_per_minute"] == 3
     other = as_key(create_key(client, "read")["key"])
     headers = as_key(limited["key"])
-    for _ in range(3):
+    for _ in range(3):  # an idle key may burst up to its limit
         assert client.get("/v1/collections", headers=headers).status_code == 200
     refused = client.post("/v1/collections/docs/search", json={"vector": [1, 0]}, headers=headers)
     assert_error(refused, 429, "rate_limited")
-    assert refused.headers["retry-after"] == "50"
-    assert "3" in refused.json()["error"]["message"]
-    # Other keys are not affected, and the next minute opens a fresh window.
+    # 3 per minute refill one token every 20 s.
+    assert refused.headers["retry-after"] == "20"
+    assert "3 requests per minute" in refused.json()["error"]["message"]
+    # Other keys are not affected.
     for _ in range(5):
         assert client.get("/v1/collections", headers=other).status_code == 200
-    frozen_minute.now += 50
+    bucket_clock.now += 15
+    again = client.get("/v1/collections", headers=headers)
+    assert_error(again, 429, "rate_limited")
+    assert again.headers["retry-after"] == "5"
+    bucket_clock.now += 5
     assert client.get("/v1/collections", headers=headers).status_code == 200
+    assert_error(client.get("/v1/collections", headers=headers), 429, "rate_limited")
+    # Refused requests show in /metrics, per key and per route.
+    assert metric_value(client, "vecstore_rate_limited_requests_total", key_id=limited["id"]) == 3
+    assert (
+        metric_value(
+            client,
+            "vecstore_rejected_requests_total",
+            route="/v1/collections/{name}/search",
+            reason="rate_limited",
+        )
+        == 1
+    )
+
+
+def test_sustained_traffic_is_held_to_the_limit(
+    client: TestClient[Litestar], bucket_clock: FakeMonotonic
+) -> None:
+    """No window boundary lets twice the limit through: over 3 minutes a 60/min key gets
+    its burst of 60 plus one request a second, whatever the phase of the clock."""
+    headers = as_key(create_key(client, "read", rate_limit_per_minute=60)["key"])
+    passed = 0
+    for _ in range(180 * 4):  # four attempts a second for three minutes
+        passed += client.get("/v1/collections", headers=headers).status_code == 200
+        bucket_clock.now += 0.25
+    assert 60 + 180 - 1 <= passed <= 60 + 180
+
+
+def test_default_rate_limit_applies_to_keys_without_their_own(
+    tmp_path: Path, bucket_clock: FakeMonotonic
+) -> None:
+    app = create_app(make_settings(tmp_path, default_rate_limit_per_minute=2))
+    with TestClient(app=app) as client:
+        wait_ready(client)
+        client.headers["x-api-key"] = ADMIN_KEY
+        plain = as_key(create_key(client, "read")["key"])
+        own = as_key(create_key(client, "read", rate_limit_per_minute=5)["key"])
+        assert [client.get("/v1/collections", headers=plain).status_code for _ in range(3)] == [
+            200,
+            200,
+            429,
+        ]
+        assert [client.get("/v1/collections", headers=own).status_code for _ in range(6)] == [
+            *[200] * 5,
+            429,
+        ]
+        # The bootstrap admin key is never limited: the operator can always get in.
+        for _ in range(10):
+            assert client.get("/v1/admin/keys").status_code == 200
 
 
 def test_rate_limit_can_be_changed_and_removed(
-    client: TestClient[Litestar], frozen_minute: FakeClock
+    client: TestClient[Litestar], bucket_clock: FakeMonotonic
 ) -> None:
     created = create_key(client, "read", rate_limit_per_minute=1)
     headers = as_key(created["key"])
     assert client.get("/v1/collections", headers=headers).status_code == 200
     assert_error(client.get("/v1/collections", headers=headers), 429, "rate_limited")
+    r = client.patch(f"/v1/admin/keys/{created['id']}", json={"rate_limit_per_minute": 2})
+    assert r.json()["data"]["rate_limit_per_minute"] == 2
+    # A changed limit starts a full bucket of the new size.
+    assert [client.get("/v1/collections", headers=headers).status_code for _ in range(3)] == [
+        200,
+        200,
+        429,
+    ]
     r = client.patch(f"/v1/admin/keys/{created['id']}", json={"rate_limit_per_minute": None})
     assert r.json()["data"]["rate_limit_per_minute"] is None
     for _ in range(5):

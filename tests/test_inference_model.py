@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from vecstore import deadlines
 from vecstore.domain import FloatArray
-from vecstore.errors import Overloaded
+from vecstore.errors import Overloaded, RequestTimedOut
 from vecstore.inference.batcher import BatchPolicy, MicroBatcher
 from vecstore.inference.host import InferenceConfig, ModelHost
 from vecstore.inference.onnx_embedder import Tokenized
@@ -539,6 +540,43 @@ def test_a_full_queue_raises_overloaded_and_recovers() -> None:
     np.testing.assert_array_equal(outputs["a"][:, 0], [0, 1])
     np.testing.assert_array_equal(outputs["b"][:, 0], [10, 11, 12])
     np.testing.assert_array_equal(again[:, 0], [20, 21, 22])
+
+
+def test_a_request_past_its_deadline_leaves_the_queue() -> None:
+    """A timed-out request's waiting texts are taken off the queue: the model never runs
+    them, and the next request is not stuck behind dead work."""
+    started = threading.Event()
+    release = threading.Event()
+    seen: list[int] = []
+
+    def run(items: Sequence[Tokenized]) -> FloatArray:
+        seen.extend(item.ids[0] for item in items)
+        started.set()
+        release.wait(10)
+        return fake_run(items)
+
+    policy = BatchPolicy(window_s=0.0, max_texts=8, workers=1, max_queued_texts=100)
+    batcher = MicroBatcher(run, FAKE_DIM, policy)
+    try:
+        busy = threading.Thread(target=lambda: batcher.embed(tokens(0, 2)))
+        busy.start()
+        assert started.wait(10)  # the only worker is held by the first request
+        token = deadlines.start(0.05)
+        try:
+            with pytest.raises(RequestTimedOut) as info:
+                batcher.embed(tokens(50, 3))
+        finally:
+            deadlines.reset(token)
+        assert info.value.status == 503
+        assert info.value.error_type == "timeout"
+        assert batcher.queued_texts == 0
+        release.set()
+        busy.join(10)
+        np.testing.assert_array_equal(batcher.embed(tokens(80, 2))[:, 0], [80, 81])
+    finally:
+        release.set()
+        batcher.close()
+    assert not {50, 51, 52} & set(seen)
 
 
 def test_a_request_larger_than_the_queue_is_refused_at_once() -> None:

@@ -26,7 +26,9 @@ from vecstore.api.routes.ops import docs, health, metrics, ready, v1_health
 from vecstore.api.routes.records import RecordController
 from vecstore.api.routes.rerank import rerank_tei_or_infinity, rerank_v1, rerank_v2
 from vecstore.api.routes.search import SearchController
+from vecstore.api.routes.snapshots import SnapshotController
 from vecstore.api.state import AppServices
+from vecstore.api.timeouts import TimeoutMiddleware
 from vecstore.inference.batcher import BatchPolicy
 from vecstore.inference.host import InferenceConfig, ModelHost
 from vecstore.inference.registry import ModelRegistry
@@ -40,6 +42,7 @@ from vecstore.services.keys import KeyService
 from vecstore.services.limits import Limits
 from vecstore.services.records import RecordService
 from vecstore.services.search import SearchService
+from vecstore.services.snapshots import SnapshotService
 from vecstore.services.vectors import QueryResolver
 from vecstore.settings import Settings
 from vecstore.storage.engine import EngineConfig, StorageEngine
@@ -84,6 +87,7 @@ def build_services(
     models = None
     if embedder is None:
         models = build_model_host(settings, metrics)
+        metrics.watch_embedding_queues(models.queue_depths)
         embedder = models
         cross_encoder = cross_encoder or models
     engine = StorageEngine(
@@ -117,6 +121,12 @@ def build_services(
     collections = CollectionService(engine, embedder, limits)
     resolver = QueryResolver(embedder, settings.max_text_chars)
     search = SearchService(engine, collections, resolver, limits)
+    keys = KeyService(
+        KeyStore(engine.db),
+        admin_key=settings.admin_key,
+        default_rate_limit_per_minute=settings.default_rate_limit_per_minute or None,
+        on_rate_limited=lambda key_id: metrics.rate_limited.labels(key_id).inc(),
+    )
     return AppServices(
         settings=settings,
         engine=engine,
@@ -124,7 +134,8 @@ def build_services(
         records=RecordService(engine, collections, resolver, limits),
         search=search,
         hybrid=HybridService(engine, collections, resolver, search, cross_encoder),
-        keys=KeyService(KeyStore(engine.db), admin_key=settings.admin_key),
+        keys=keys,
+        snapshots=SnapshotService(engine, keys, settings.resolved_snapshot_dir),
         metrics=metrics,
         embedder=embedder,
         embeddings=EmbeddingService(
@@ -179,6 +190,7 @@ def create_app(
             SearchController,
             HybridController,
             KeyController,
+            SnapshotController,
             openai_embeddings,
             list_models,
             tei_embed,
@@ -215,7 +227,11 @@ def create_app(
     app.state.services = services
     # Wrap Litestar's own ASGI handler (not a Litestar middleware, which runs after routing) so
     # that every response, 404s included, gets a request id, a log line and metrics.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler, services.metrics)
+    # Inside it, the request timeout: a timed-out request is still logged and counted.
+    app.asgi_handler = RequestContextMiddleware(
+        TimeoutMiddleware(app.asgi_handler, settings.request_timeout_s, services.metrics),
+        services.metrics,
+    )
     return app
 
 

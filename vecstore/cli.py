@@ -34,6 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (VECSTORE_PORT, default 8000)")
     serve.add_argument("--data-dir", type=Path, help="data directory (VECSTORE_DATA_DIR)")
     serve.add_argument("--log-level", help="log level (VECSTORE_LOG_LEVEL, default INFO)")
+    restore = sub.add_parser(
+        "restore",
+        help="replace a stopped server's data by a snapshot (verified, staged, swapped)",
+        description=(
+            "Restore a snapshot into a data directory whose server is stopped. The snapshot is"
+            " verified, copied into the data directory and verified again before anything is"
+            " replaced; the replaced files are kept in pre-restore-<time>/. A running server"
+            " restores online with POST /v1/admin/snapshots/{id}/restore instead."
+        ),
+    )
+    restore.add_argument("snapshot", nargs="?", help="snapshot id (see --list)")
+    restore.add_argument("--data-dir", type=Path, help="data directory (VECSTORE_DATA_DIR)")
+    restore.add_argument(
+        "--snapshot-dir", type=Path, help="where snapshots are (VECSTORE_SNAPSHOT_DIR)"
+    )
+    restore.add_argument("--list", action="store_true", help="list the snapshots and exit")
     return parser
 
 
@@ -41,7 +57,48 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
+    if args.command == "restore":
+        return restore_command(args)
     return 2
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    from vecstore.storage import snapshots
+    from vecstore.storage.data_lock import DataDirBusy, DataDirLock
+
+    try:
+        settings = Settings.from_env(data_dir=args.data_dir, snapshot_dir=args.snapshot_dir)
+    except ValueError as exc:
+        print(f"vecstore: {exc}", file=sys.stderr)
+        return 2
+    store = snapshots.SnapshotStore(settings.resolved_snapshot_dir)
+    if args.list:
+        for m in store.list():
+            names = ", ".join(f"{c.name} ({c.vector_count})" for c in m.collections)
+            print(f"{m.id}  {m.created_at}  {m.size_bytes} bytes  {names or '(no collections)'}")
+        return 0
+    if not args.snapshot:
+        print("vecstore: name the snapshot to restore (or --list)", file=sys.stderr)
+        return 2
+    if settings.database_url:
+        print("vecstore: restore needs the embedded SQLite catalog", file=sys.stderr)
+        return 2
+    try:
+        with DataDirLock(settings.data_dir):
+            manifest = store.manifest(args.snapshot)
+            data_dir = settings.data_dir.resolve()
+            # First finish any earlier restore a crash interrupted (and clear its staging).
+            snapshots.recover(data_dir, settings.index_dir.resolve())
+            staging = snapshots.stage(store.path_of(args.snapshot), manifest, data_dir)
+            aside = snapshots.swap_in(data_dir, staging, settings.index_dir.resolve())
+    except DataDirBusy as exc:
+        print(f"vecstore: {exc}; or restore online through the API", file=sys.stderr)
+        return 1
+    except snapshots.SnapshotError as exc:
+        print(f"vecstore: {exc}; nothing was restored", file=sys.stderr)
+        return 1
+    print(f"restored {manifest.id} into {data_dir}; the replaced data is in {aside}")
+    return 0
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -52,6 +109,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from vecstore.errors import VecstoreError
     from vecstore.inference.registry import RegistryError
     from vecstore.logs import configure_logging
+    from vecstore.storage.data_lock import DataDirBusy, DataDirLock
 
     try:
         settings = Settings.from_env(
@@ -73,6 +131,12 @@ def serve_command(args: argparse.Namespace) -> int:
         where = settings.data_dir / "admin.key"
         verb = "generated" if generated else "read from"
         print(f"vecstore admin key ({verb} {where}):\n  {key}", flush=True)
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire()  # held until the process exits
+    except DataDirBusy as exc:
+        print(f"vecstore: {exc}", file=sys.stderr)
+        return 1
     try:
         app = create_app(settings)
     except (RegistryError, VecstoreError) as exc:  # a bad model registry or default model

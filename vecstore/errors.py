@@ -123,3 +123,14 @@ class ModelUnavailable(NotReady):
 
 class Overloaded(NotReady):
     type = "overloaded"
+
+
+class RequestTimedOut(NotReady):
+    """The request ran past ``request_timeout_s``; its remaining work was dropped."""
+
+    type = "timeout"
+
+
+class InsufficientStorage(VecstoreError):
+    status = 507
+    type = "insufficient_storage"

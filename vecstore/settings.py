@@ -45,6 +45,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_external_id_bytes: int = 512
     max_bulk_queries: int = 100
 
+    # A request still running after this long is answered 503 (timeout) and its work
+    # cancelled; 0 turns timeouts off.
+    request_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    # Requests per minute for a key with no limit of its own (the bootstrap admin key is never
+    # limited); 0: no default limit.
+    default_rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+    # Where POST /v1/admin/snapshots writes; empty: <data_dir>/snapshots. Another disk is safer.
+    snapshot_dir: Path | None = None
+
     # Background indexer: how often it looks for fresh vectors, and how many it adds per lock hold.
     indexer_interval_s: float = 0.2
     indexer_batch_size: int = 512
@@ -94,6 +104,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'vecstore.db').resolve()}"
+
+    @property
+    def resolved_snapshot_dir(self) -> Path:
+        return self.snapshot_dir if self.snapshot_dir is not None else self.data_dir / "snapshots"
 
     @property
     def index_dir(self) -> Path:

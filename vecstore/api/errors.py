@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from vecstore.api.context import request_id_of
 from vecstore.api.schemas import ErrorBody, ErrorEnvelope
+from vecstore.api.state import services_of
 from vecstore.errors import NotReady, RateLimited, VecstoreError
 
 log = logging.getLogger("vecstore.errors")
@@ -73,6 +74,7 @@ def classify(request: Request[Any, Any, Any], exc: Exception) -> ErrorInfo:
         headers = None
         if isinstance(exc, RateLimited | NotReady):
             headers = {"Retry-After": str(exc.retry_after_s)}
+            _count_rejection(request, exc.error_type)
         return ErrorInfo(exc.status, exc.error_type, exc.message, headers)
     if isinstance(exc, ValidationException):
         return ErrorInfo(422, "invalid_body", _validation_message(exc))
@@ -109,6 +111,11 @@ def classify(request: Request[Any, Any, Any], exc: Exception) -> ErrorInfo:
         "internal_error",
         f"the server failed to handle this request; quote request id {rid} when reporting it",
     )
+
+
+def _count_rejection(request: Request[Any, Any, Any], reason: str) -> None:
+    route = request.scope.get("path_template") or "unmatched"
+    services_of(request.app.state).metrics.rejections.labels(route, reason).inc()
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:

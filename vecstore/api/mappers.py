@@ -11,6 +11,7 @@ from vecstore.services.hybrid import FusedHit, QueryTiming
 from vecstore.services.keys import Principal
 from vecstore.services.search import ReadTiming
 from vecstore.storage.keys import KeyRow
+from vecstore.storage.snapshots import Manifest
 
 
 def collection_out(info: CollectionInfo) -> w.CollectionOut:
@@ -97,3 +98,17 @@ def key_out(row: KeyRow, secret: str | None = None) -> w.KeyOut:
 
 def visible(principal: Principal, names: list[str]) -> list[str]:
     return [n for n in names if principal.can_see(n)]
+
+
+def snapshot_out(manifest: Manifest) -> w.SnapshotOut:
+    return w.SnapshotOut(
+        id=manifest.id,
+        created_at=manifest.created_at,
+        size_bytes=manifest.size_bytes,
+        files=len(manifest.files),
+        vecstore_version=manifest.vecstore_version,
+        schema_revision=manifest.schema_revision,
+        collections=[
+            w.SnapshotCollectionOut(c.name, c.dim, c.vector_count) for c in manifest.collections
+        ],
+    )

@@ -62,6 +62,33 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Back-pressure: every request the server turned away, and why.
+        self.request_timeouts = Counter(
+            "vecstore_request_timeouts",
+            "Requests answered with a timeout (request_timeout_s) and cancelled.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "vecstore_rejected_requests",
+            "Requests refused under load: rate_limited (429), overloaded, timeout,"
+            " not_ready, model_unavailable (503).",
+            ["route", "reason"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "vecstore_rate_limited_requests",
+            "Requests refused by a key's rate limit, per key id.",
+            ["key_id"],
+            registry=self.registry,
+        )
+        self._queue_depths: Callable[[], dict[str, int]] = dict
+        self.registry.register(_QueueCollector(lambda: self._queue_depths()))
+
+    def watch_embedding_queues(self, depths: Callable[[], dict[str, int]]) -> None:
+        """``depths()`` gives texts waiting per model; read at every scrape."""
+        self._queue_depths = depths
+
     def observe_embedding_cache(self, cache: str, model: str, hits: int, misses: int) -> None:
         counter = self.query_cache if cache == "query" else self.document_cache
         if hits:
@@ -117,3 +144,18 @@ class _EngineCollector(Collector):
         )
         rebuilds.add_metric([], self._rebuilds)
         yield from (vectors, indexed, deleted, rebuilds)
+
+
+class _QueueCollector(Collector):
+    def __init__(self, depths: Callable[[], dict[str, int]]) -> None:
+        self._depths = depths
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        queued = GaugeMetricFamily(
+            "vecstore_embedding_queue_texts",
+            "Texts waiting for an embedding model run (bounded by embedding_queue_max).",
+            labels=["model"],
+        )
+        for model, n in sorted(self._depths().items()):
+            queued.add_metric([model], n)
+        yield queued

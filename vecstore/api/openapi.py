@@ -15,16 +15,28 @@ _DESCRIPTIONS = {
     401: "Missing, unknown, revoked or expired API key",
     403: "The key lacks the role, or the collection is outside its scope",
     404: "Not found (or outside the key's scope)",
+    408: "The request body did not arrive within request_timeout_s",
     409: "Conflict, e.g. a collection with that name exists",
     413: "Request body too large",
     422: "The body is not JSON or a field has the wrong type",
     429: "Rate limited; see Retry-After",
-    503: "Not ready or unavailable; see Retry-After",
+    500: "Internal error; quote the request id",
+    503: "Not ready, overloaded or timed out; see Retry-After",
 }
 
 ERROR_RESPONSES: dict[int, ResponseSpec] = {
     status: ResponseSpec(data_container=ErrorEnvelope, description=text, generate_examples=False)
     for status, text in _DESCRIPTIONS.items()
+}
+
+
+SNAPSHOT_RESPONSES: dict[int, ResponseSpec] = {
+    **ERROR_RESPONSES,
+    507: ResponseSpec(
+        data_container=ErrorEnvelope,
+        description="Not enough free disk space for the snapshot or restore",
+        generate_examples=False,
+    ),
 }
 
 

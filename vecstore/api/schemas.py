@@ -423,3 +423,42 @@ class HealthOut(Struct):
     collections: list[HealthCollection]
     total_vectors: int
     models: list[HealthModel]
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+class SnapshotCollectionOut(Struct):
+    name: str
+    dim: int
+    vector_count: int
+
+
+class SnapshotOut(Struct):
+    id: str
+    created_at: str
+    size_bytes: int
+    files: int
+    vecstore_version: str
+    schema_revision: str | None
+    collections: list[SnapshotCollectionOut]
+
+
+class SnapshotList(Struct):
+    snapshots: list[SnapshotOut]
+
+
+class SnapshotDeleted(Struct):
+    id: str
+    deleted: bool = True
+
+
+class SnapshotVerified(Struct):
+    id: str
+    verified: bool
+    files: int
+    size_bytes: int
+
+
+class RestoreOut(Struct):
+    restored: SnapshotOut
+    # The directory (inside the data directory) that holds the data the restore replaced.
+    previous_data: str

@@ -16,6 +16,7 @@ from vecstore.services.hybrid import HybridService
 from vecstore.services.keys import KeyService
 from vecstore.services.records import RecordService
 from vecstore.services.search import SearchService
+from vecstore.services.snapshots import SnapshotService
 from vecstore.settings import Settings
 from vecstore.storage.engine import StorageEngine
 
@@ -29,6 +30,7 @@ class AppServices:
     search: SearchService
     hybrid: HybridService
     keys: KeyService
+    snapshots: SnapshotService
     metrics: Metrics
     embedder: Embedder
     embeddings: EmbeddingService

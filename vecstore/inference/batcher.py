@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vecstore import deadlines
 from vecstore.domain import FloatArray
-from vecstore.errors import Overloaded
+from vecstore.errors import Overloaded, RequestTimedOut
 from vecstore.inference.onnx_embedder import Tokenized
 
 RunFn = Callable[[Sequence[Tokenized]], FloatArray]
@@ -132,13 +133,40 @@ class MicroBatcher:
             (self._urgent if urgent else self._bulk).extend(parts)
             self._queued_texts += len(items)
             self._cond.notify()
-        if not request.done.wait(self.policy.timeout_s):
+        wait_s = self.policy.timeout_s
+        left = deadlines.remaining_s()
+        by_deadline = left is not None and left < wait_s
+        if left is not None:
+            wait_s = min(wait_s, max(0.0, left))
+        if not request.done.wait(wait_s):
+            # Nobody will read these rows: parts not yet taken leave the queue (a part already
+            # on the model finishes, as a model run cannot be interrupted).
+            self._withdraw(request)
+            if by_deadline:
+                raise RequestTimedOut(
+                    "the request timed out waiting for the embedding model; its texts were"
+                    " taken off the queue"
+                )
             raise Overloaded(
                 f"embedding did not finish within {self.policy.timeout_s:g} s; the server is busy"
             )
         if request.error is not None:
             raise request.error
         return request.out
+
+    @property
+    def queued_texts(self) -> int:
+        """Texts waiting for a model run now (the back-pressure gauge)."""
+        with self._cond:
+            return self._queued_texts
+
+    def _withdraw(self, request: _Request) -> None:
+        with self._cond:
+            for queue in (self._urgent, self._bulk):
+                mine = [part for part in queue if part.request is request]
+                for part in mine:
+                    queue.remove(part)
+                    self._queued_texts -= len(part.items)
 
     def _claim_idle_worker(self) -> bool:
         """Nothing waits and a worker is free: there is nobody to batch with, so the caller
@@ -180,9 +208,13 @@ class MicroBatcher:
                 if self._closed and not (self._urgent or self._bulk):
                     return
             self._free.acquire()  # wait for a free worker: meanwhile requests pile up
-            with self._cond:  # only this thread takes from the queues: they still hold work
-                self._wait_for_company()
+            with self._cond:  # only this thread takes; a timed-out caller may withdraw parts
+                if self._urgent or self._bulk:
+                    self._wait_for_company()
                 batch = self._take()
+                if not batch:  # every waiting part was withdrawn meanwhile
+                    self._free.release()
+                    continue
                 self._queued_texts -= sum(len(p.items) for p in batch)
                 self._running += 1
             self._executor.submit(self._run_batch, batch)

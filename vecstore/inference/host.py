@@ -112,6 +112,14 @@ class ModelHost:
         spec = self._default if model is None else self.registry.find(model)
         return spec.info() if spec is not None else None
 
+    def queue_depths(self) -> dict[str, int]:
+        """Texts waiting for a model run, per loaded model (micro-batching only)."""
+        return {
+            model_id: loaded.runner.queued_texts
+            for model_id, loaded in list(self._loaded.items())
+            if isinstance(loaded.runner, MicroBatcher)
+        }
+
     def status(self) -> dict[str, str]:
         """Per model: "loaded", "not loaded" or the reason it is unavailable."""
         out = {}

@@ -7,6 +7,7 @@ request never turns into a database write.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import hmac
@@ -15,10 +16,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from vecstore.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
+from vecstore.services.rate_limit import TokenBuckets
 from vecstore.storage.engine import utc_now
 from vecstore.storage.keys import KeyRow, KeyStore
 
@@ -61,8 +64,19 @@ def _parse_time(value: str) -> datetime:
 
 
 class KeyService:
-    def __init__(self, store: KeyStore, *, admin_key: str | None, flush_interval_s: float = 5.0):
+    def __init__(
+        self,
+        store: KeyStore,
+        *,
+        admin_key: str | None,
+        flush_interval_s: float = 5.0,
+        default_rate_limit_per_minute: int | None = None,
+        on_rate_limited: Callable[[str], None] | None = None,
+    ):
         self.store = store
+        self.default_rate_limit_per_minute = default_rate_limit_per_minute
+        self._on_rate_limited = on_rate_limited
+        self._buckets = TokenBuckets()
         self._admin_hash = hash_key(admin_key) if admin_key else None
         self._cache: dict[str, KeyRow | None] = {}
         # Bumped by every invalidation: a row read before one must not be cached after it.
@@ -70,8 +84,8 @@ class KeyService:
         self._lock = threading.Lock()
         self._usage: Counter[tuple[str, int, str]] = Counter()
         self._last_used: dict[str, str] = {}
-        self._windows: dict[str, tuple[int, int]] = {}
         self._flush_interval_s = flush_interval_s
+        self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
 
@@ -93,14 +107,29 @@ class KeyService:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            usage, self._usage = self._usage, Counter()
-            last_used, self._last_used = self._last_used, {}
-        if usage or last_used:
-            self.store.add_usage(
-                [(k, h, r, n) for (k, h, r), n in usage.items() if k != BOOTSTRAP_ID],
-                {k: v for k, v in last_used.items() if k != BOOTSTRAP_ID},
-            )
+        with self._flush_lock:
+            with self._lock:
+                usage, self._usage = self._usage, Counter()
+                last_used, self._last_used = self._last_used, {}
+            if usage or last_used:
+                self.store.add_usage(
+                    [(k, h, r, n) for (k, h, r), n in usage.items() if k != BOOTSTRAP_ID],
+                    {k: v for k, v in last_used.items() if k != BOOTSTRAP_ID},
+                )
+
+    @contextlib.contextmanager
+    def replacing_database(self) -> Iterator[None]:
+        """Around a restore: usage so far is flushed to the old database, nothing is written
+        while the files are swapped, and afterwards every cached key is read afresh."""
+        self.flush()
+        with self._flush_lock:
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._usage.clear()
+                    self._last_used.clear()
+                self._invalidate()
 
     # -- authentication ---------------------------------------------------------------------
     def authenticate(self, presented: str | None) -> Principal:
@@ -163,22 +192,21 @@ class KeyService:
             )
 
     def record_use(self, principal: Principal, route: str) -> None:
-        """Count a request and enforce the key's per-minute rate limit."""
+        """Enforce the key's rate limit (its own, else the server default), then count it."""
+        limit = principal.rate_limit_per_minute
+        if limit is None and principal.key_id not in (BOOTSTRAP_ID, ANONYMOUS_ADMIN.key_id):
+            limit = self.default_rate_limit_per_minute
+        if limit is not None:
+            retry = self._buckets.take(principal.key_id, limit)
+            if retry:
+                if self._on_rate_limited is not None:
+                    self._on_rate_limited(principal.key_id)
+                raise RateLimited(
+                    f"this key allows {limit} requests per minute; retry in {retry} s",
+                    retry_after_s=retry,
+                )
         now = time.time()
-        minute = int(now // 60)
         with self._lock:
-            limit = principal.rate_limit_per_minute
-            if limit is not None:
-                start, count = self._windows.get(principal.key_id, (minute, 0))
-                if start != minute:
-                    start, count = minute, 0
-                if count >= limit:
-                    retry = max(1, int(60 - now % 60))
-                    raise RateLimited(
-                        f"this key allows {limit} requests per minute; retry in {retry} s",
-                        retry_after_s=retry,
-                    )
-                self._windows[principal.key_id] = (start, count + 1)
             self._usage[(principal.key_id, int(now // 3600), route)] += 1
             self._last_used[principal.key_id] = utc_now()
 

@@ -8,6 +8,7 @@ vectors into FAISS, writes checkpoints and compacts indexes with many tombstones
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ import msgspec
 import numpy as np
 import sqlalchemy as sa
 
+from vecstore import deadlines
 from vecstore.domain import (
     UNSET,
     CollectionInfo,
@@ -34,7 +36,7 @@ from vecstore.domain import (
 )
 from vecstore.errors import BadRequest, CollectionNotFound, Conflict, NotReady
 from vecstore.storage import schema as t
-from vecstore.storage import text_index
+from vecstore.storage import snapshots, text_index
 from vecstore.storage.collection import CollectionRuntime
 from vecstore.storage.database import create_engine, migrate
 from vecstore.storage.filters import Node, compile_sqlite
@@ -127,6 +129,10 @@ class StorageEngine:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self, *, start_indexer: bool = True) -> None:
+        db_path = self.sqlite_path
+        if db_path is not None:
+            # A restore that a crash cut off mid-swap is finished before anything is read.
+            snapshots.recover(db_path.parent, self.config.index_dir)
         self.config.index_dir.mkdir(parents=True, exist_ok=True)
         migrate(self.db)
         with self.db.connect() as conn:
@@ -157,6 +163,80 @@ class StorageEngine:
             except Exception:
                 log.exception("checkpoint of %s failed at shutdown", runtime.name)
         self.db.dispose()
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The catalog's file when it is an SQLite file, else None."""
+        url = self.db.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(str(url.database))
+
+    # -- snapshots and restore --------------------------------------------------------------------
+    def snapshot_into(self, target: Path) -> dict[int, tuple[str, int]]:
+        """Copy a consistent state into ``target``: the collections' checkpoints, then the
+        database. Returns, per collection id, its checkpoint's relative path and ``seq``.
+
+        Writes go on meanwhile. The indexer mutexes are held throughout, so no checkpoint is
+        replaced and no change log pruned between copying the checkpoints and copying the
+        database: the copied log then holds every change after each checkpoint, which is what
+        start-up replays. A collection without unsaved changes is copied as it is; others are
+        checkpointed first (the same short index read lock as a routine checkpoint)."""
+        db_path = self.snapshot_path()
+        runtimes = sorted(self._runtimes.values(), key=lambda r: r.id)
+        checkpoints: dict[int, tuple[str, int]] = {}
+        with contextlib.ExitStack() as held:
+            for runtime in runtimes:
+                held.enter_context(runtime.indexer_mutex)
+            for runtime in runtimes:
+                if self._runtimes.get(runtime.name) is not runtime:
+                    continue  # dropped meanwhile
+                if runtime.changes_since_checkpoint or not self._index_path(runtime.id).exists():
+                    self._checkpoint(runtime)
+                source = self._index_path(runtime.id)
+                if source.exists():
+                    relative = f"{snapshots.INDEX_DIR}/{source.name}"
+                    snapshots.copy_durably(source, target / relative)
+                    checkpoints[runtime.id] = (relative, runtime.checkpoint_seq)
+            snapshots.sqlite_backup(db_path, target / snapshots.DB_FILE)
+        return checkpoints
+
+    def snapshot_path(self) -> Path:
+        db_path = self.sqlite_path
+        if db_path is None:
+            raise BadRequest(
+                "snapshots need the embedded SQLite catalog; back a PostgreSQL catalog up with"
+                " its own tools (pg_dump) and the index directory alongside",
+                type_="snapshots_unsupported",
+            )
+        if db_path.parent.resolve() != self.config.index_dir.parent.resolve():
+            raise BadRequest(
+                "snapshots need the database file and the index directory in one data directory",
+                type_="snapshots_unsupported",
+            )
+        return db_path
+
+    def restore_from(self, staging: Path) -> Path:
+        """Swap a staged, verified snapshot in and load it; returns where the replaced files
+        went. Requests answer 503 meanwhile; a writer waits and then writes to the restored
+        data. If the swap fails before it began, the old data is reopened as it was."""
+        db_path = self.snapshot_path()
+        self.ready = False
+        self._stop.set()
+        if self._indexer is not None:
+            self._indexer.join(timeout=60)
+        with self._write_lock:
+            try:
+                # No checkpoints: the files are set aside as they are, and a checkpoint behind
+                # its database is rebuilt should anyone reopen them.
+                self.db.dispose()
+                return snapshots.swap_in(db_path.parent, staging, self.config.index_dir)
+            finally:
+                self._runtimes.clear()
+                self._broken.clear()
+                self._stop = threading.Event()
+                self._indexer = None
+                self.open()
 
     def _index_path(self, collection_id: int) -> Path:
         # Files are named by the never-reused numeric id, never by the user-supplied name.
@@ -410,6 +490,8 @@ class StorageEngine:
         """``collection_id``: the collection the caller validated the vectors against; if the
         name now belongs to another (dropped and re-created meanwhile), nothing is written."""
         with self._write_lock:
+            # A request that timed out waiting for the writer is not applied.
+            deadlines.check("waiting for the writer")
             runtime = self.runtime(name)
             if collection_id is not None and runtime.id != collection_id:
                 raise Conflict(
@@ -541,6 +623,8 @@ class StorageEngine:
     def delete(self, name: str, external_ids: Sequence[str]) -> tuple[list[str], list[str]]:
         """Delete records by external id; returns (deleted, not_found) in input order."""
         with self._write_lock:
+            # A request that timed out waiting for the writer is not applied.
+            deadlines.check("waiting for the writer")
             runtime = self.runtime(name)
             with self.db.begin() as conn:
                 existing = self._existing(conn, runtime.id, list(external_ids))
@@ -553,6 +637,8 @@ class StorageEngine:
 
     def delete_by_filter(self, name: str, node: Node) -> int:
         with self._write_lock:
+            # A request that timed out waiting for the writer is not applied.
+            deadlines.check("waiting for the writer")
             runtime = self.runtime(name)
             with self.db.begin() as conn:
                 # Resolve the predicate to ids first: the log records ids, never predicates.
