@@ -15,6 +15,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from tests.conftest import flush_indexes
 from vecstore.api.state import services_of
 from vecstore.services.search import Query, SearchService
 from vecstore.storage import collection as collection_module
@@ -42,6 +43,9 @@ def loaded(
     ]
     resp = client.post("/v1/collections/quick/bulk_upsert", json={"items": items})
     assert resp.status_code == 200, resp.text
+    # Index everything now: a background indexer step still running would hold the write
+    # lock, and a quick read then rightly declines (CI saw this race once).
+    flush_indexes(client.app)
     return client, vectors
 
 
