@@ -372,6 +372,28 @@ def test_openapi_lists_every_route_with_its_body_schema(
     assert not missing, (method, path, missing)
 
 
+def test_openapi_declares_a_key_exactly_where_one_is_needed(
+    anon: TestClient[Litestar], openapi: dict[str, Any]
+) -> None:
+    """Schema-driven clients (and fuzzers) trust the schema: the public routes carry no
+    security requirement, and every other route carries one and answers 401 without a key."""
+    assert "security" not in openapi  # no global requirement that the public routes inherit
+    public = set()
+    for path, item in openapi["paths"].items():
+        for method, op in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            if not op.get("security"):
+                public.add((method, path))
+                continue
+            assert op["security"] == [{"apiKey": []}, {"bearer": []}], (method, path)
+    assert public == {("get", "/health"), ("get", "/ready")}
+    for method, path in [("get", "/health"), ("get", "/ready")]:
+        assert anon.request(method, path).status_code in {200, 503}
+    assert anon.get("/v1/health").status_code == 401
+    assert anon.get("/metrics").status_code == 401
+
+
 def test_openapi_documents_every_served_route(app: Litestar, openapi: dict[str, Any]) -> None:
     for route in app.routes:
         if route.path.startswith("/schema") or route.path == "/docs":
@@ -455,4 +477,6 @@ def test_openapi_declares_both_key_schemes(openapi: dict[str, Any]) -> None:
     assert schemes["apiKey"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
     assert schemes["bearer"]["type"] == "http"
     assert schemes["bearer"]["scheme"] == "bearer"
-    assert {"apiKey": []} in openapi["security"]
+    # Required per operation (see the test above), either scheme will do.
+    search = openapi["paths"]["/v1/collections/{name}/search"]["post"]
+    assert search["security"] == [{"apiKey": []}, {"bearer": []}]

@@ -220,7 +220,6 @@ def create_app(
                     "bearer": SecurityScheme(type="http", scheme="bearer"),
                 }
             ),
-            security=[{"apiKey": []}, {"bearer": []}],
         ),
         debug=False,
     )

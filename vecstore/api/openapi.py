@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Union
 
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import SecurityRequirement
 
 from vecstore.api.dialect_schemas import CohereError, OpenAIError, TEIError
 from vecstore.api.schemas import ErrorEnvelope
@@ -23,6 +24,10 @@ _DESCRIPTIONS = {
     500: "Internal error; quote the request id",
     503: "Not ready, overloaded or timed out; see Retry-After",
 }
+
+# Routes that need a key say so one by one; the public ones (/health, /ready, the schema) carry
+# no security requirement, so that the schema tells the truth about them.
+SECURED: list[SecurityRequirement] = [{"apiKey": []}, {"bearer": []}]
 
 ERROR_RESPONSES: dict[int, ResponseSpec] = {
     status: ResponseSpec(data_container=ErrorEnvelope, description=text, generate_examples=False)

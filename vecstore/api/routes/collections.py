@@ -10,13 +10,14 @@ from litestar.params import FromPath, JSONBody
 from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import collection_out
-from vecstore.api.openapi import ERROR_RESPONSES
+from vecstore.api.openapi import ERROR_RESPONSES, SECURED
 from vecstore.api.state import services_of
 from vecstore.errors import BadRequest
 
 
 class CollectionController(Controller):
     path = "/v1/collections"
+    security = SECURED
     tags = ["collections"]
 
     @post(

@@ -12,7 +12,7 @@ from litestar.types import ExceptionHandlersMap
 
 from vecstore.api import dialect_schemas as d
 from vecstore.api.dialect_errors import openai_error, tei_error
-from vecstore.api.openapi import OPENAI_ERROR_RESPONSES, TEI_ERROR_RESPONSES
+from vecstore.api.openapi import OPENAI_ERROR_RESPONSES, SECURED, TEI_ERROR_RESPONSES
 from vecstore.api.state import services_of
 from vecstore.errors import BadRequest
 from vecstore.services.embeddings import EmbeddingRequest, texts_of
@@ -24,6 +24,7 @@ _TEI_ERRORS: ExceptionHandlersMap = {Exception: tei_error}
 @post(
     ["/v1/embeddings", "/embeddings"],
     opt={"role": "read"},
+    security=SECURED,
     sync_to_thread=True,
     status_code=200,
     exception_handlers=_OPENAI_ERRORS,
@@ -58,6 +59,7 @@ def openai_embeddings(
 @get(
     ["/v1/models", "/models"],
     opt={"role": "read"},
+    security=SECURED,
     sync_to_thread=False,
     exception_handlers=_OPENAI_ERRORS,
     responses=OPENAI_ERROR_RESPONSES,
@@ -76,6 +78,7 @@ def list_models(request: Request[Any, Any, Any]) -> d.ModelList:
 @post(
     "/embed",
     opt={"role": "read"},
+    security=SECURED,
     sync_to_thread=True,
     status_code=200,
     exception_handlers=_TEI_ERRORS,

@@ -11,13 +11,14 @@ from msgspec import UNSET
 from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import fused_hit_out, query_timing, read_timing
-from vecstore.api.openapi import ERROR_RESPONSES
+from vecstore.api.openapi import ERROR_RESPONSES, SECURED
 from vecstore.api.state import services_of
 from vecstore.services.search import Query
 
 
 class HybridController(Controller):
     path = "/v1/collections/{name:str}"
+    security = SECURED
     tags = ["search"]
 
     @post(

@@ -10,12 +10,13 @@ from litestar.params import FromPath, JSONBody
 
 from vecstore.api import schemas as w
 from vecstore.api.mappers import key_out
-from vecstore.api.openapi import ERROR_RESPONSES
+from vecstore.api.openapi import ERROR_RESPONSES, SECURED
 from vecstore.api.state import services_of
 
 
 class KeyController(Controller):
     path = "/v1/admin/keys"
+    security = SECURED
     tags = ["keys"]
     # Only an admin key without collection scopes manages keys: a scoped admin could otherwise
     # issue itself an unscoped key.

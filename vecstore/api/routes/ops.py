@@ -12,7 +12,7 @@ from litestar.response import Redirect
 from vecstore import __version__
 from vecstore.api import schemas as w
 from vecstore.api.auth import authenticate, principal_of
-from vecstore.api.openapi import ERROR_RESPONSES
+from vecstore.api.openapi import ERROR_RESPONSES, SECURED
 from vecstore.api.state import services_of
 from vecstore.errors import NotReady
 
@@ -33,6 +33,7 @@ def ready(request: Request[Any, Any, Any]) -> dict[str, str]:
     "/v1/health",
     responses=ERROR_RESPONSES,
     opt={"role": "read"},
+    security=SECURED,
     sync_to_thread=True,
     tags=["operations"],
 )
@@ -73,7 +74,8 @@ def v1_health(request: Request[Any, Any, Any]) -> w.Success[w.HealthOut]:
     )
 
 
-@get("/metrics", tags=["operations"], media_type=MediaType.TEXT)
+# A read key unless metrics_public; documented as secured either way.
+@get("/metrics", tags=["operations"], media_type=MediaType.TEXT, security=SECURED)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     services = services_of(request.app.state)
     if services.settings.metrics_public:

@@ -15,7 +15,7 @@ from msgspec import UNSET
 from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import record_out
-from vecstore.api.openapi import ERROR_RESPONSES
+from vecstore.api.openapi import ERROR_RESPONSES, SECURED
 from vecstore.api.paths import path_external_id
 from vecstore.api.state import services_of
 from vecstore.errors import PayloadTooLarge
@@ -48,6 +48,7 @@ def _write_timing(timing: WriteTiming) -> w.WriteTiming:
 
 class RecordController(Controller):
     path = "/v1/collections/{name:str}"
+    security = SECURED
     tags = ["records"]
 
     @post(

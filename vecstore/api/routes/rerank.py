@@ -18,7 +18,7 @@ from msgspec import UNSET
 
 from vecstore.api import dialect_schemas as d
 from vecstore.api.dialect_errors import cohere_error, sniffed_error
-from vecstore.api.openapi import COHERE_ERROR_RESPONSES, TEI_OR_OPENAI_ERROR_RESPONSES
+from vecstore.api.openapi import COHERE_ERROR_RESPONSES, SECURED, TEI_OR_OPENAI_ERROR_RESPONSES
 from vecstore.api.state import services_of
 from vecstore.errors import BadRequest, InvalidBody
 from vecstore.services.document_rerank import (
@@ -94,6 +94,7 @@ def _document(original: Any, text: str) -> dict[str, Any]:
 @post(
     ["/v1/rerank", "/api/v3/inference/reranker"],
     opt={"role": "read"},
+    security=SECURED,
     sync_to_thread=True,
     status_code=200,
     exception_handlers=_COHERE_ERRORS,
@@ -125,6 +126,7 @@ def rerank_v1(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -
 @post(
     "/v2/rerank",
     opt={"role": "read"},
+    security=SECURED,
     sync_to_thread=True,
     status_code=200,
     exception_handlers=_COHERE_ERRORS,
@@ -144,6 +146,7 @@ def rerank_v2(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -
 @post(
     "/rerank",
     opt={"role": "read"},
+    security=SECURED,
     sync_to_thread=True,
     status_code=200,
     exception_handlers=_SNIFFED_ERRORS,

@@ -13,7 +13,7 @@ from vecstore.api import schemas as w
 from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import hit_out, read_timing
 from vecstore.api.offload import quick_or_threaded
-from vecstore.api.openapi import ERROR_RESPONSES
+from vecstore.api.openapi import ERROR_RESPONSES, SECURED
 from vecstore.api.paths import path_external_id
 from vecstore.api.state import services_of
 from vecstore.errors import BadRequest
@@ -22,6 +22,7 @@ from vecstore.services.search import Query
 
 class SearchController(Controller):
     path = "/v1/collections/{name:str}"
+    security = SECURED
     tags = ["search"]
 
     @post(

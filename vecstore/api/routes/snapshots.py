@@ -9,7 +9,7 @@ from litestar.params import FromPath
 
 from vecstore.api import schemas as w
 from vecstore.api.mappers import snapshot_out
-from vecstore.api.openapi import SNAPSHOT_RESPONSES
+from vecstore.api.openapi import SECURED, SNAPSHOT_RESPONSES
 from vecstore.api.state import services_of
 
 # Copying, checksumming and swapping a whole data set may take longer than request_timeout_s;
@@ -19,6 +19,7 @@ _LONG = {"no_timeout": True}
 
 class SnapshotController(Controller):
     path = "/v1/admin/snapshots"
+    security = SECURED
     tags = ["snapshots"]
     # A snapshot holds every collection and every key hash: only an unscoped admin takes or
     # restores one.
