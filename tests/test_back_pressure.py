@@ -3,6 +3,7 @@ body that never arrives), the bounded embedding queue (503 + Retry-After) and th
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -55,8 +56,8 @@ def host() -> Iterator[ModelHost]:
 def test_a_request_past_its_timeout_is_answered_503_and_not_applied(
     tmp_path: Path, host: ModelHost
 ) -> None:
-    slow = SlowEmbedder(host, delay_s=2.0)
-    app = create_app(make_settings(tmp_path, request_timeout_s=0.3), embedder=cast(Embedder, slow))
+    slow = SlowEmbedder(host, delay_s=4.0)
+    app = create_app(make_settings(tmp_path, request_timeout_s=1.0), embedder=cast(Embedder, slow))
     with TestClient(app=app, raise_server_exceptions=False) as client:
         wait_ready(client)
         client.headers["x-api-key"] = ADMIN_KEY
@@ -84,7 +85,7 @@ def test_a_request_past_its_timeout_is_answered_503_and_not_applied(
         time.sleep(0.2)  # let the abandoned thread finish its (refused) write attempt
         count = client.get("/v1/collections/docs").json()["data"]["vector_count"]
         assert count == 0
-        assert_error(client.get("/v1/collections/docs/records/a"), 404)
+        assert_error(client.get("/v1/collections/docs/vectors/a"), 404, "record_not_found")
         route = "/v1/collections/{name}/upsert"
         assert metric_value(client, "vecstore_request_timeouts_total", route=route) == 1
         assert (
@@ -160,3 +161,39 @@ def test_a_full_embedding_queue_answers_503_with_retry_after(tmp_path: Path) -> 
         assert ok.status_code == 200, ok.text
         assert metric_value(client, "vecstore_embedding_queue_texts", model=MODEL) == 0
         assert "# TYPE vecstore_embedding_queue_texts gauge" in client.get("/metrics").text
+
+
+def _asgi_call(app: Any, timeout_s: float, *, body_arrives: bool) -> list[dict[str, Any]]:
+    """Drive TimeoutMiddleware directly; returns the messages the client got."""
+    from vecstore.api.metrics import Metrics
+    from vecstore.api.timeouts import TimeoutMiddleware
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if body_arrives:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(3600)  # a client that never sends its body
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "state": {}}
+    asyncio.run(TimeoutMiddleware(app, timeout_s, Metrics())(scope, receive, send))
+    return sent
+
+
+def test_a_slow_handler_is_503_and_only_a_missing_body_is_408() -> None:
+    """Regression: a slow GET (no body, never read) was answered 408 as if its body was late."""
+
+    async def slow_without_reading(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(3600)
+
+    async def waits_for_body(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await asyncio.sleep(3600)
+
+    assert _asgi_call(slow_without_reading, 0.05, body_arrives=True)[0]["status"] == 503
+    assert _asgi_call(waits_for_body, 0.05, body_arrives=True)[0]["status"] == 503
+    assert _asgi_call(waits_for_body, 0.05, body_arrives=False)[0]["status"] == 408

@@ -38,14 +38,17 @@ class TimeoutMiddleware:
             return
         started = False
         expired = False
-        body_done = False
+        # 408 only when the deadline finds the handler waiting for the client's body; a
+        # handler slow for any other reason (or a request without a body) gets 503.
+        receiving = False
 
         async def receive_wrapper() -> ReceiveMessage:
-            nonlocal body_done
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                body_done = True
-            return message
+            nonlocal receiving
+            receiving = True
+            try:
+                return await receive()
+            finally:
+                receiving = False
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
@@ -77,7 +80,7 @@ class TimeoutMiddleware:
             # and its cancellation only lands when that thread returns.
             answering.append(
                 loop.create_task(
-                    _answer_timeout(scope, send, self.timeout_s, reading_body=not body_done)
+                    _answer_timeout(scope, send, self.timeout_s, reading_body=receiving)
                 )
             )
             handler.cancel()
