@@ -19,6 +19,7 @@ from tests.oracles import assert_error, metric_value
 from tests.server_process import HOST, running_server
 from vecstore.app import create_app
 from vecstore.domain import Embeddings
+from vecstore.errors import RequestTimedOut
 from vecstore.inference.host import InferenceConfig, ModelHost
 from vecstore.inference.registry import ModelRegistry
 from vecstore.services.embedder import Embedder
@@ -197,3 +198,32 @@ def test_a_slow_handler_is_503_and_only_a_missing_body_is_408() -> None:
     assert _asgi_call(slow_without_reading, 0.05, body_arrives=True)[0]["status"] == 503
     assert _asgi_call(waits_for_body, 0.05, body_arrives=True)[0]["status"] == 503
     assert _asgi_call(waits_for_body, 0.05, body_arrives=False)[0]["status"] == 408
+
+
+class DeadlineFirstEmbedder(SlowEmbedder):
+    """A worker thread whose own deadline check fires before the middleware's timer."""
+
+    def embed(self, texts: Sequence[str], model: str | None, *, query: bool = False) -> Embeddings:
+        raise RequestTimedOut("the request timed out waiting for the embedding model")
+
+
+def test_a_timeout_raised_in_a_worker_thread_is_counted_like_the_timers(
+    tmp_path: Path, host: ModelHost
+) -> None:
+    """Regression: the two /metrics series for timeouts once disagreed when the thread's
+    deadline check answered before the timer did."""
+    app = create_app(
+        make_settings(tmp_path), embedder=cast(Embedder, DeadlineFirstEmbedder(host, 0))
+    )
+    with TestClient(app=app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        client.headers["x-api-key"] = ADMIN_KEY
+        assert client.post("/v1/collections", json={"name": "docs", "dim": 384}).status_code == 201
+        r = client.post("/v1/collections/docs/upsert", json={"external_id": "a", "text": "hi"})
+        assert_error(r, 503, "timeout")
+        route = "/v1/collections/{name}/upsert"
+        assert metric_value(client, "vecstore_request_timeouts_total", route=route) == 1
+        assert (
+            metric_value(client, "vecstore_rejected_requests_total", route=route, reason="timeout")
+            == 1
+        )

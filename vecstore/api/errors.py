@@ -31,6 +31,14 @@ _TYPES_BY_STATUS = {
 }
 
 
+def error_envelope(scope: Any, status: int, type_: str, message: str) -> ErrorEnvelope:
+    """The one error body; a server-side failure (5xx) names its request id."""
+    body = ErrorEnvelope(error=ErrorBody(code=status, type=type_, message=message))
+    if status >= 500:
+        body.error.request_id = request_id_of(scope)
+    return body
+
+
 def error_response(
     request: Request[Any, Any, Any],
     status: int,
@@ -38,9 +46,7 @@ def error_response(
     message: str,
     headers: dict[str, str] | None = None,
 ) -> Response[ErrorEnvelope]:
-    body = ErrorEnvelope(error=ErrorBody(code=status, type=type_, message=message))
-    if status >= 500:
-        body.error.request_id = request_id_of(request.scope)
+    body = error_envelope(request.scope, status, type_, message)
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
@@ -115,7 +121,8 @@ def classify(request: Request[Any, Any, Any], exc: Exception) -> ErrorInfo:
 
 def _count_rejection(request: Request[Any, Any, Any], reason: str) -> None:
     route = request.scope.get("path_template") or "unmatched"
-    services_of(request.app.state).metrics.rejections.labels(route, reason).inc()
+    # A worker thread's deadline check can fire just before the timeout timer: count it the same.
+    services_of(request.app.state).metrics.observe_rejection(route, reason)
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:

@@ -85,6 +85,12 @@ class Metrics:
         self._queue_depths: Callable[[], dict[str, int]] = dict
         self.registry.register(_QueueCollector(lambda: self._queue_depths()))
 
+    def observe_rejection(self, route: str, reason: str) -> None:
+        """Every refusal passes here, whichever layer refused it, so the series agree."""
+        self.rejections.labels(route, reason).inc()
+        if reason == "timeout":
+            self.request_timeouts.labels(route).inc()
+
     def watch_embedding_queues(self, depths: Callable[[], dict[str, int]]) -> None:
         """``depths()`` gives texts waiting per model; read at every scrape."""
         self._queue_depths = depths

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from vecstore import __version__
 from vecstore.errors import Conflict, InsufficientStorage, NotFound
 from vecstore.services.keys import KeyService
@@ -106,7 +104,7 @@ class SnapshotService:
         try:
             checkpoints = self.engine.snapshot_into(partial)
             revision = disk.check_sqlite(partial / disk.DB_FILE)
-            collections = _collections_in(partial / disk.DB_FILE, checkpoints)
+            collections = disk.collections_in(partial / disk.DB_FILE, checkpoints)
             files = disk.describe_files(
                 partial, [disk.DB_FILE, *(c.checkpoint for c in collections if c.checkpoint)]
             )
@@ -163,34 +161,3 @@ class SnapshotService:
             self._busy.release()
         log.warning("restored snapshot %s; the replaced data is in %s", snapshot_id, previous)
         return RestoreResult(manifest, previous)
-
-
-def _collections_in(
-    db_file: Path, checkpoints: dict[int, tuple[str, int]]
-) -> list[disk.SnapshotCollection]:
-    """What the copied database holds (not what the engine held a moment before)."""
-    engine = sa.create_engine(f"sqlite:///{db_file}")
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT c.id, c.name, c.dim, (SELECT count(*) FROM records r"
-                    " WHERE r.collection_id = c.id) FROM collections c ORDER BY c.id"
-                )
-            ).all()
-    finally:
-        engine.dispose()
-    out = []
-    for cid, name, dim, count in rows:
-        checkpoint = checkpoints.get(cid)
-        out.append(
-            disk.SnapshotCollection(
-                id=int(cid),
-                name=str(name),
-                dim=int(dim),
-                vector_count=int(count),
-                checkpoint=checkpoint[0] if checkpoint else None,
-                checkpoint_seq=checkpoint[1] if checkpoint else None,
-            )
-        )
-    return out

@@ -166,6 +166,23 @@ def check_sqlite(path: Path) -> str | None:
     return str(row[0]) if row else None
 
 
+def collections_in(
+    db_file: Path, checkpoints: dict[int, tuple[str, int]]
+) -> list[SnapshotCollection]:
+    """What the copied database holds (not what the engine held a moment before), joined with
+    the checkpoints copied beside it (collection id -> relative path, ``seq``)."""
+    with closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)) as conn:
+        rows = conn.execute(
+            "SELECT c.id, c.name, c.dim, (SELECT count(*) FROM records r"
+            " WHERE r.collection_id = c.id) FROM collections c ORDER BY c.id"
+        ).fetchall()
+    out = []
+    for cid, name, dim, count in rows:
+        relative, seq = checkpoints.get(cid, (None, None))
+        out.append(SnapshotCollection(int(cid), str(name), int(dim), int(count), relative, seq))
+    return out
+
+
 def describe_files(root: Path, relative: Iterable[str]) -> list[SnapshotFile]:
     out = []
     for rel in sorted(relative):
