@@ -11,7 +11,7 @@ PEERS_VENV := .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test check format lint typecheck bench bench-compare clean
+.PHONY: install run test check format lint typecheck crash bench bench-compare clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# The long kill -9 run (make test runs a short one); its report is what docs/reliability.md shows.
+CRASH_ARGS ?= --cycles 200 --json docs/crash-report.json --markdown docs/crash-report.md
+crash: $(STAMP)
+	$(BIN)/python -m tests.crash $(CRASH_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

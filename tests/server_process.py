@@ -107,6 +107,11 @@ class ServerProcess:
                 raise
         raise ServerError(f"could not bind a free port in {_PORT_ATTEMPTS} attempts")
 
+    def launch(self) -> None:
+        """Spawn the process without waiting for it (to kill it in the middle of start-up)."""
+        assert not self.running, "the server is already running"
+        self._spawn()
+
     def _spawn(self) -> None:
         self.starts += 1
         self.port = free_port()
