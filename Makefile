@@ -11,7 +11,7 @@ PEERS_VENV := .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test check format lint typecheck crash bench bench-compare clean
+.PHONY: install run test check format lint typecheck crash soak bench bench-compare clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ check: lint typecheck test
 CRASH_ARGS ?= --cycles 200 --json docs/crash-report.json --markdown docs/crash-report.md
 crash: $(STAMP)
 	$(BIN)/python -m tests.crash $(CRASH_ARGS)
+
+# The 10-minute soak (make test runs 30 s of it).
+SOAK_ARGS ?= --duration 600 --json docs/soak-report.json --markdown docs/soak-report.md
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
