@@ -6,19 +6,37 @@ are lenient (explicit nulls, unknown fields ignored); outputs are exact.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from msgspec import UNSET, Struct, UnsetType
+
+from vecstore.api.schemas import documented, documented_body
+
+# Inputs are checked by the services, which answer 400 in the dialect's error shape: the rules
+# below only document them (see ``documented``). The texts to embed: a string or a non-empty list
+# of strings (token ids are refused).
+_STR = {"type": "string"}
+# A query of more than whitespace.
+_QUERY = {"type": "string", "pattern": "\\S"}
+_TEXTS = {"type": "array", "items": _STR, "minItems": 1}
+_TEXT_OR_TEXTS = documented(any_of=[_STR, _TEXTS])
+# Documents to rank: strings, or objects with 'text' (with 'rank_fields', those keys instead).
+_DOCUMENT = {"anyOf": [_STR, {"type": "object", "required": ["text"]}]}
+_DOCUMENTS = {"type": "array", "items": _DOCUMENT, "minItems": 1}
+_RIGHT = documented(enum=["right", "Right", None], description="texts are cut at the end")
 
 
 # -- OpenAI ------------------------------------------------------------------------------------
 class OpenAIEmbeddingsIn(Struct, kw_only=True):
     # A string or a list of strings; validated by the service, which also refuses token ids.
-    input: Any = None
+    input: Annotated[Any, _TEXT_OR_TEXTS] = None
     model: str | None = None
-    encoding_format: str | None = None
-    dimensions: int | None = None
+    encoding_format: Annotated[str, documented(enum=["float", "base64", None])] | None = None
+    dimensions: Annotated[int, documented(minimum=1)] | None = None
     user: str | None = None
+
+
+OPENAI_EMBEDDINGS_BODY = documented_body(all_of=[{"required": ["input"]}])
 
 
 class OpenAIEmbedding(Struct, kw_only=True):
@@ -66,12 +84,15 @@ class ModelList(Struct, kw_only=True):
 
 # -- Hugging Face text-embeddings-inference ------------------------------------------------------
 class TEIEmbedIn(Struct, kw_only=True):
-    inputs: Any = None
+    inputs: Annotated[Any, _TEXT_OR_TEXTS] = None
     truncate: bool | None = None
-    truncation_direction: str | None = None
+    truncation_direction: Annotated[str, _RIGHT] | None = None
     normalize: bool | None = None
-    dimensions: int | None = None
+    dimensions: Annotated[int, documented(minimum=1)] | None = None
     prompt_name: str | None = None
+
+
+TEI_EMBED_BODY = documented_body(all_of=[{"required": ["inputs"]}])
 
 
 class TEIError(Struct):
@@ -81,9 +102,9 @@ class TEIError(Struct):
 
 # -- document rerank: Cohere v1 + Jina + the seed documents, Cohere v2, TEI, infinity -----------
 class RerankDocsIn(Struct, kw_only=True):
-    query: str | None = None
+    query: Annotated[str, documented(pattern=_QUERY["pattern"])] | None = None
     # strings or objects with "text": validated by the service (it names the bad one)
-    documents: Any = None
+    documents: Annotated[Any, documented(any_of=[_DOCUMENTS, {"type": "null"}])] = None
     model: str | None = None
     top_n: int | None = None
     return_documents: bool | None = None
@@ -100,6 +121,31 @@ class RerankDocsIn(Struct, kw_only=True):
     user: str | None = None
     priority: Any = None
     extra_body: dict[str, Any] | None = None
+
+
+def _given(field: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """``field`` at the top level, or in ``extra_body`` (which fills the fields the body left
+    out, as OpenAI-style SDKs send extensions)."""
+    return {
+        "anyOf": [
+            {"properties": {field: schema}, "required": [field]},
+            {
+                "properties": {
+                    "extra_body": {
+                        "type": "object",
+                        "properties": {field: schema},
+                        "required": [field],
+                    }
+                },
+                "required": ["extra_body"],
+            },
+        ]
+    }
+
+
+RERANK_DOCS_BODY = documented_body(
+    all_of=[_given("query", _QUERY), _given("documents", _DOCUMENTS)]
+)
 
 
 class ApiVersion(Struct):
@@ -162,6 +208,28 @@ class TEIRerankIn(Struct, kw_only=True):
     truncation_direction: str | None = None
     raw_scores: bool | None = None
     return_text: bool | None = None
+
+
+_TEI_RERANK = {
+    "title": "TEI",
+    "properties": {
+        "query": _QUERY,
+        "texts": _TEXTS,
+        "truncation_direction": {"enum": ["right", "Right", None]},
+    },
+    "required": ["query", "texts"],
+}
+_INFINITY_RERANK = {
+    "title": "infinity",
+    "properties": {"query": _QUERY, "documents": _DOCUMENTS},
+    "required": ["query", "documents"],
+    "not": {"required": ["texts"]},
+}
+# POST /rerank is TEI when the body has 'texts', infinity when it has 'documents' (and no 'texts').
+TEI_OR_INFINITY_RERANK_BODY = documented_body(
+    any_of=[_TEI_RERANK, _INFINITY_RERANK],
+    description="TEI: 'query' and 'texts'; infinity: 'query' and 'documents'",
+)
 
 
 class TEIRank(Struct, kw_only=True):

@@ -35,6 +35,17 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
 }
 
 
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """The envelope responses of a route that can fail in fewer ways than a keyed one."""
+    return {status: ERROR_RESPONSES[status] for status in statuses}
+
+
+# GET /ready answers 503 until migrations and index loading are done.
+READY_RESPONSES = error_responses(500, 503)
+# GET /metrics checks its key itself (no rate limit; no body, so a timeout is 503, not 408).
+METRICS_RESPONSES = error_responses(401, 403, 500, 503)
+
+
 SNAPSHOT_RESPONSES: dict[int, ResponseSpec] = {
     **ERROR_RESPONSES,
     507: ResponseSpec(

@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from msgspec import UNSET, Struct, UnsetType
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from vecstore.domain import INDEX_TYPES, METRICS
+from vecstore.services.collections import _RANGES as HNSW_RANGES
+from vecstore.services.collections import NAME_RE
+from vecstore.services.keys import MAX_SCOPES, ROLES
 
 T = TypeVar("T")
 Json = dict[str, Any]
+
+
+def documented(**schema: Any) -> Meta:
+    """Declares in the OpenAPI schema a rule the service checks itself (Litestar copies
+    ``extra_json_schema["extra"]`` into the field's schema; keys are its ``Schema`` attribute
+    names). The decoder does not enforce it, so a breach keeps the service's own 400 and error
+    type (``invalid_name``, ``bad_request``) instead of the decoder's 422."""
+    return Meta(extra_json_schema={"extra": schema})
+
+
+def documented_body(**schema: Any) -> Any:
+    """The same for a whole JSON body (``Annotated[Struct, documented_body(...)]``): object-level
+    rules such as "one of these fields is required", added to the body's schema (use
+    ``all_of``/``any_of``, never ``required``: that would replace the Struct's own list)."""
+    return Body(media_type=RequestEncodingType.JSON, schema_extra=schema)
+
+
+_NULL = {"type": "null"}
+# k, limit: at least 1 (and at most max_k, a server setting)
+_AT_LEAST_1 = documented(minimum=1)
+# IVF parameters: accepted by the wire type for forward compatibility, but this version builds no
+# IVF index, so the service refuses any value but null.
+_IVF_ONLY = documented(
+    enum=[None], description="IVF indexes only, which this version does not build: send null"
+)
 
 
 class Success(Struct, Generic[T], kw_only=True):
@@ -41,29 +73,52 @@ class WriteTiming(Struct):
 
 
 # -- collections -------------------------------------------------------------------------------
+def _hnsw(key: str) -> Meta:
+    low, high = HNSW_RANGES[key]
+    return documented(minimum=low, maximum=high)
+
+
 class IndexConfigIn(Struct, kw_only=True):
-    type: str = "hnsw"
-    m: int | None = None
-    ef_construction: int | None = None
-    ef_search: int | None = None
-    rescore_factor: int | None = None
-    nlist: int | None = None
-    nprobe: int | None = None
-    pq_m: int | None = None
+    type: Annotated[str, documented(enum=list(INDEX_TYPES))] = "hnsw"
+    m: Annotated[int, _hnsw("m")] | None = None
+    ef_construction: Annotated[int, _hnsw("ef_construction")] | None = None
+    ef_search: Annotated[int, _hnsw("ef_search")] | None = None
+    rescore_factor: Annotated[int, _hnsw("rescore_factor")] | None = None
+    nlist: Annotated[int, _IVF_ONLY] | None = None
+    nprobe: Annotated[int, _IVF_ONLY] | None = None
+    pq_m: Annotated[int, _IVF_ONLY] | None = None
+
+
+# Which parameters each index type takes (the service refuses the others): 'flat' none,
+# 'rescore_factor' only 'hnsw_sq8'; a missing type is 'hnsw'.
+_HNSW_PARAMS = ("m", "ef_construction", "ef_search")
+_INDEX_BY_TYPE = documented(
+    any_of=[
+        _NULL,
+        {"properties": {"type": {"const": "hnsw"}, "rescore_factor": _NULL}},
+        {"properties": {"type": {"const": "hnsw_sq8"}}, "required": ["type"]},
+        {
+            "properties": {"type": {"const": "flat"}}
+            | {k: _NULL for k in (*_HNSW_PARAMS, "rescore_factor")},
+            "required": ["type"],
+        },
+    ]
+)
 
 
 class CreateCollectionIn(Struct, kw_only=True):
-    name: str
-    dim: int
-    distance_metric: str = "cosine"
+    name: Annotated[str, documented(pattern=NAME_RE.pattern)]
+    # at most max_dim (a server setting)
+    dim: Annotated[int, documented(minimum=1)]
+    distance_metric: Annotated[str, documented(enum=list(METRICS))] = "cosine"
     description: str | None = None
-    index: IndexConfigIn | None = None
+    index: Annotated[IndexConfigIn, _INDEX_BY_TYPE] | None = None
     embedding_model: str | None = None
 
 
 class PatchIndexIn(Struct, kw_only=True):
-    ef_search: int | None = None
-    nprobe: int | None = None
+    ef_search: Annotated[int, _hnsw("ef_search")] | None = None
+    nprobe: Annotated[int, _IVF_ONLY] | None = None
 
 
 class PatchCollectionIn(Struct, kw_only=True):
@@ -94,7 +149,8 @@ class Deleted(Struct):
 
 # -- records -----------------------------------------------------------------------------------
 class UpsertIn(Struct, kw_only=True):
-    external_id: str
+    # 1 to max_external_id_bytes bytes of UTF-8
+    external_id: Annotated[str, documented(min_length=1)]
     # A float list, or (faster to send and parse) standard base64 of little-endian float32.
     vector: list[float] | str | None = None
     text: str | None = None
@@ -112,7 +168,7 @@ class UpsertOut(Struct):
 
 
 class BulkUpsertIn(Struct, kw_only=True):
-    items: list[UpsertIn]
+    items: Annotated[list[UpsertIn], documented(min_items=1)]
     include_timing: bool = False
 
 
@@ -163,7 +219,8 @@ class DeleteBatchOut(Struct):
 
 
 class DeleteByFilterIn(Struct, kw_only=True):
-    filters: Json
+    # Never empty: dropping every record is a collection delete.
+    filters: Annotated[Json, documented(min_properties=1)]
 
 
 class DeletedCount(Struct):
@@ -172,7 +229,7 @@ class DeletedCount(Struct):
 
 class ScrollIn(Struct, kw_only=True):
     cursor: str | None = None
-    limit: int = 100
+    limit: Annotated[int, _AT_LEAST_1] = 100
     filters: Json | None = None
     include_vectors: bool = False
 
@@ -208,15 +265,15 @@ class HitOut(Struct):
 class SearchIn(Struct, kw_only=True):
     vector: list[float] | None = None
     text: str | None = None
-    k: int = 10
-    offset: int = 0
+    k: Annotated[int, _AT_LEAST_1] = 10
+    offset: Annotated[int, documented(minimum=0)] = 0
     filters: Json | None = None
     score_threshold: float | None = None
     include_vectors: bool = False
     include_content: bool = False
     exact: bool = False
     ef_search: int | None = None
-    nprobe: int | None = None
+    nprobe: Annotated[int, _IVF_ONLY] | None = None
     include_timing: bool = False
     include_count: bool = False
 
@@ -234,7 +291,7 @@ class SearchOut(Struct):
 class BulkSearchQuery(Struct, kw_only=True):
     vector: list[float] | None = None
     text: str | None = None
-    k: int = 10
+    k: Annotated[int, _AT_LEAST_1] = 10
     filters: Json | None = None
 
 
@@ -251,7 +308,7 @@ class BulkSearchOut(Struct):
 
 
 class RecommendIn(Struct, kw_only=True):
-    k: int | None = None
+    k: Annotated[int, _AT_LEAST_1] | None = None
     filters: Json | None = None
     exclude_self: bool = True
     include_timing: bool = False
@@ -263,8 +320,23 @@ class ResultsOut(Struct):
 
 
 class SimilarityIn(Struct, kw_only=True):
-    id1: str | None = None
-    id2: str | None = None
+    # Each id falls back to the query string's (kept for older clients) when left out here.
+    id1: Annotated[str, documented(min_length=1)] | None = None
+    id2: Annotated[str, documented(min_length=1)] | None = None
+
+
+# The schema documents the body form: both ids in an object (the query-string form is
+# deprecated, and OpenAPI cannot say "in the body or else in the query").
+SIMILARITY_BODY = documented_body(
+    type="object",
+    all_of=[
+        {
+            "properties": {"id1": {"type": "string"}, "id2": {"type": "string"}},
+            "required": ["id1", "id2"],
+        }
+    ],
+    description="'id1' and 'id2' in the body; the deprecated query parameters fill in either",
+)
 
 
 class SimilarityOut(Struct):
@@ -352,20 +424,29 @@ class QueryOut(Struct):
 
 
 # -- keys --------------------------------------------------------------------------------------
+# KeyService checks these: names and scope patterns of 1 to 200 characters.
+_KEY_NAME = documented(min_length=1, max_length=200)
+_KEY_ROLE = documented(enum=list(ROLES))
+_KEY_SCOPES = documented(
+    max_items=MAX_SCOPES, items={"type": "string", "minLength": 1, "maxLength": 200}
+)
+_RATE_LIMIT = documented(minimum=1, description="requests per minute; null: no limit")
+
+
 class CreateKeyIn(Struct, kw_only=True):
-    name: str
-    role: str
-    collections: list[str] | None = None
-    expires_in_days: int | None = None
-    rate_limit_per_minute: int | None = None
+    name: Annotated[str, _KEY_NAME]
+    role: Annotated[str, _KEY_ROLE]
+    collections: Annotated[list[str], _KEY_SCOPES] | None = None
+    expires_in_days: Annotated[int, documented(minimum=1, maximum=36500)] | None = None
+    rate_limit_per_minute: Annotated[int, _RATE_LIMIT] | None = None
 
 
 class PatchKeyIn(Struct, kw_only=True):
-    name: str | UnsetType = UNSET
-    role: str | UnsetType = UNSET
+    name: Annotated[str, _KEY_NAME] | UnsetType = UNSET
+    role: Annotated[str, _KEY_ROLE] | UnsetType = UNSET
     is_active: bool | UnsetType = UNSET
-    collections: list[str] | UnsetType | None = UNSET
-    rate_limit_per_minute: int | UnsetType | None = UNSET
+    collections: Annotated[list[str], _KEY_SCOPES] | UnsetType | None = UNSET
+    rate_limit_per_minute: Annotated[int, _RATE_LIMIT] | UnsetType | None = UNSET
 
 
 class KeyOut(Struct):

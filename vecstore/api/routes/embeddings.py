@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, get, post
-from litestar.params import JSONBody
 from litestar.types import ExceptionHandlersMap
 
 from vecstore.api import dialect_schemas as d
@@ -32,7 +31,7 @@ _TEI_ERRORS: ExceptionHandlersMap = {Exception: tei_error}
     tags=["embeddings"],
 )
 def openai_embeddings(
-    request: Request[Any, Any, Any], data: JSONBody[d.OpenAIEmbeddingsIn]
+    request: Request[Any, Any, Any], data: Annotated[d.OpenAIEmbeddingsIn, d.OPENAI_EMBEDDINGS_BODY]
 ) -> d.OpenAIEmbeddingsOut:
     encoding = data.encoding_format or "float"
     if encoding not in ("float", "base64"):
@@ -85,7 +84,9 @@ def list_models(request: Request[Any, Any, Any]) -> d.ModelList:
     responses=TEI_ERROR_RESPONSES,
     tags=["embeddings"],
 )
-def tei_embed(request: Request[Any, Any, Any], data: JSONBody[d.TEIEmbedIn]) -> list[list[float]]:
+def tei_embed(
+    request: Request[Any, Any, Any], data: Annotated[d.TEIEmbedIn, d.TEI_EMBED_BODY]
+) -> list[list[float]]:
     if data.truncation_direction not in (None, "right", "Right"):
         raise BadRequest(
             "'truncation_direction' 'left' is not supported: texts are truncated at the end"

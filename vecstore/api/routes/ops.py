@@ -12,7 +12,7 @@ from litestar.response import Redirect
 from vecstore import __version__
 from vecstore.api import schemas as w
 from vecstore.api.auth import authenticate, principal_of
-from vecstore.api.openapi import ERROR_RESPONSES, SECURED
+from vecstore.api.openapi import ERROR_RESPONSES, METRICS_RESPONSES, READY_RESPONSES, SECURED
 from vecstore.api.state import services_of
 from vecstore.errors import NotReady
 
@@ -22,7 +22,7 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", sync_to_thread=False, tags=["operations"])
+@get("/ready", sync_to_thread=False, tags=["operations"], responses=READY_RESPONSES)
 def ready(request: Request[Any, Any, Any]) -> dict[str, str]:
     if not services_of(request.app.state).engine.ready:
         raise NotReady("migrations or index loading are still running")
@@ -75,7 +75,13 @@ def v1_health(request: Request[Any, Any, Any]) -> w.Success[w.HealthOut]:
 
 
 # A read key unless metrics_public; documented as secured either way.
-@get("/metrics", tags=["operations"], media_type=MediaType.TEXT, security=SECURED)
+@get(
+    "/metrics",
+    tags=["operations"],
+    media_type=MediaType.TEXT,
+    security=SECURED,
+    responses=METRICS_RESPONSES,
+)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     services = services_of(request.app.state)
     if services.settings.metrics_public:

@@ -222,7 +222,13 @@ class RecordController(Controller):
             data=w.CountOut(services_of(request.app.state).records.count(name, filters))
         )
 
-    @get("/export", responses=ERROR_RESPONSES, opt={"role": "read"}, sync_to_thread=True)
+    @get(
+        "/export",
+        responses=ERROR_RESPONSES,
+        opt={"role": "read"},
+        sync_to_thread=True,
+        media_type="application/x-ndjson",  # so the schema documents it
+    )
     def export(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Stream:
         check_scope(principal_of(request), name, write=False)
         batches = iter(services_of(request.app.state).records.export(name))

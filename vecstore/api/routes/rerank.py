@@ -7,12 +7,11 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import msgspec
 from litestar import Request, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import JSONBody
 from litestar.types import ExceptionHandlersMap
 from msgspec import UNSET
 
@@ -101,7 +100,9 @@ def _document(original: Any, text: str) -> dict[str, Any]:
     responses=COHERE_ERROR_RESPONSES,
     tags=["rerank"],
 )
-def rerank_v1(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -> d.RerankDocsOut:
+def rerank_v1(
+    request: Request[Any, Any, Any], data: Annotated[d.RerankDocsIn, d.RERANK_DOCS_BODY]
+) -> d.RerankDocsOut:
     data = _merged(data)
     result, texts = _run(request, data)
     docs: list[Any] = data.documents
@@ -133,7 +134,9 @@ def rerank_v1(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -
     responses=COHERE_ERROR_RESPONSES,
     tags=["rerank"],
 )
-def rerank_v2(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -> d.RerankV2Out:
+def rerank_v2(
+    request: Request[Any, Any, Any], data: Annotated[d.RerankDocsIn, d.RERANK_DOCS_BODY]
+) -> d.RerankV2Out:
     data = _merged(data)
     result, _ = _run(request, data)
     return d.RerankV2Out(
@@ -160,7 +163,10 @@ def rerank_v2(request: Request[Any, Any, Any], data: JSONBody[d.RerankDocsIn]) -
     },
     tags=["rerank"],
 )
-def rerank_tei_or_infinity(request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]) -> Any:
+def rerank_tei_or_infinity(
+    request: Request[Any, Any, Any],
+    data: Annotated[dict[str, Any], d.TEI_OR_INFINITY_RERANK_BODY],
+) -> Any:
     """TEI when the body has ``texts``, infinity when it has ``documents``."""
     if "texts" in data or "documents" not in data:
         request.state.rerank_dialect = "tei"

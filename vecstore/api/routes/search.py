@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from msgspec import UNSET
 
 from vecstore.api import schemas as w
@@ -18,6 +18,11 @@ from vecstore.api.paths import path_external_id
 from vecstore.api.state import services_of
 from vecstore.errors import BadRequest
 from vecstore.services.search import Query
+
+# similarity's ids in the query string: the older form, read for an id the body leaves out.
+_DEPRECATED_ID = Parameter(
+    description="Deprecated: send the id in the body", schema_extra={"deprecated": True}
+)
 
 
 class SearchController(Controller):
@@ -128,9 +133,9 @@ class SearchController(Controller):
         self,
         request: Request[Any, Any, Any],
         name: FromPath[str],
-        data: JSONBody[w.SimilarityIn | None] = None,
-        id1: FromQuery[str | None] = None,
-        id2: FromQuery[str | None] = None,
+        data: Annotated[w.SimilarityIn | None, w.SIMILARITY_BODY] = None,
+        id1: Annotated[str | None, _DEPRECATED_ID] = None,
+        id2: Annotated[str | None, _DEPRECATED_ID] = None,
     ) -> w.Success[w.SimilarityOut]:
         check_scope(principal_of(request), name, write=False)
         first = (data.id1 if data else None) or id1
