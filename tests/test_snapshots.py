@@ -4,6 +4,7 @@ restored data answers queries bit for bit as the data did when the snapshot was 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -418,3 +419,33 @@ def test_a_swap_with_nothing_staged_changes_nothing(tmp_path: Path) -> None:
         disk.swap_in(data_dir, data_dir / ".restore-staging", data_dir / "indexes")
     assert (data_dir / "vecstore.db").read_bytes() == b"live"
     assert not (data_dir / disk.JOURNAL).exists()
+
+
+@pytest.mark.parametrize("planted", ["../planted.db", "/tmp/planted.db", "indexes/../../x.faiss"])
+def test_a_manifest_naming_a_path_outside_the_snapshot_is_refused(
+    app: Litestar, client: Client, planted: str
+) -> None:
+    """A manifest is read from disk: a file entry that escapes staging must never be copied,
+    even when the planted file's checksum matches (regression: paths were trusted)."""
+    load(client, "c", "flat", seed=3, n=20)
+    snap = ok(client.post(ROOT), 201)
+    root = Path(app.state.services.settings.resolved_snapshot_dir) / snap["id"]
+    manifest = json.loads((root / "manifest.json").read_text())
+    source = (root / planted) if not planted.startswith("/") else Path(planted)
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_bytes(b"planted")
+    size, digest = disk.sha256_of(source)
+    manifest["files"].append({"path": planted, "bytes": size, "sha256": digest})
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    data_dir = Path(app.state.services.settings.data_dir)
+    before = observe(client)
+    try:
+        for action in ("verify", "restore"):
+            error = assert_error(client.post(f"{ROOT}/{snap['id']}/{action}"), 409)
+            assert "cannot hold" in error["message"]
+        assert not (data_dir / "planted.db").exists()
+        assert [p for p in data_dir.rglob("x.faiss") if p != source.resolve()] == []
+        assert not (data_dir / ".restore-staging").exists()
+        assert observe(client) == before
+    finally:
+        source.unlink(missing_ok=True)

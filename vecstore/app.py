@@ -6,15 +6,19 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio.to_thread
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Method
 
 from vecstore import __version__
 from vecstore.api.auth import require_role
+from vecstore.api.body import VecstoreRequest
 from vecstore.api.context import RequestContextMiddleware
 from vecstore.api.errors import handle_exception
 from vecstore.api.metrics import Metrics
@@ -77,12 +81,43 @@ def build_model_host(settings: Settings, metrics: Metrics) -> ModelHost:
     )
 
 
+def make_data_dir(data_dir: Path) -> None:
+    """Create the data directory owner-only (0700): it holds every record, the key hashes and
+    perhaps ``admin.key``. An existing directory keeps the permissions its operator gave it."""
+    if not data_dir.is_dir():
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, exist_ok=True)
+
+
+# What a browser page on an allowed origin may send and read (keys travel in headers, never
+# in cookies, so credentials stay off).
+CORS_METHODS: tuple[Method, ...] = ("GET", "POST", "PATCH", "DELETE", "OPTIONS")
+CORS_HEADERS = ["x-api-key", "authorization", "content-type", "x-request-id"]
+CORS_EXPOSED = ["x-request-id", "retry-after"]
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """CORS is off (no Access-Control-* header, preflights refused by browsers) unless
+    ``cors_allow_origins`` names origins."""
+    origins = settings.cors_origins
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=[*CORS_METHODS],
+        allow_headers=CORS_HEADERS,
+        expose_headers=CORS_EXPOSED,
+        allow_credentials=False,
+        max_age=600,
+    )
+
+
 def build_services(
     settings: Settings,
     embedder: Embedder | None = None,
     cross_encoder: CrossEncoder | None = None,
 ) -> AppServices:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_data_dir(settings.data_dir)
     metrics = Metrics()
     models = None
     if embedder is None:
@@ -207,6 +242,8 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
+        request_class=VecstoreRequest,
+        cors_config=cors_config(settings),
         openapi_config=OpenAPIConfig(
             title="vecstore",
             version=__version__,

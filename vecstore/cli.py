@@ -129,8 +129,11 @@ def serve_command(args: argparse.Namespace) -> int:
             admin_key=key,
         )
         where = settings.data_dir / "admin.key"
-        verb = "generated" if generated else "read from"
-        print(f"vecstore admin key ({verb} {where}):\n  {key}", flush=True)
+        if generated:
+            print(f"vecstore admin key (generated into {where}):\n  {key}", flush=True)
+        else:
+            # Printed once only: stdout of a service ends up in log collectors (docker, journald).
+            print(f"vecstore admin key: read from {where}", flush=True)
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire()  # held until the process exits

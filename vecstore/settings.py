@@ -31,6 +31,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     admin_key: str | None = None
     auth_enabled: bool = True
     metrics_public: bool = False
+    # Browser origins allowed to call the API cross-origin (comma-separated, e.g.
+    # "https://app.example.com"); empty: CORS is off and no Access-Control-* header is sent.
+    cors_allow_origins: str = ""
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -104,6 +107,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'vecstore.db').resolve()}"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """``cors_allow_origins`` as a list; empty means CORS is off."""
+        return [o.strip() for o in self.cors_allow_origins.split(",") if o.strip()]
 
     @property
     def resolved_snapshot_dir(self) -> Path:

@@ -12,7 +12,7 @@ from vecstore.domain import (
     IndexParams,
     Unset,
 )
-from vecstore.errors import BadRequest, CollectionNotFound, UnknownModel
+from vecstore.errors import BadRequest, CollectionNotFound, LimitExceeded, UnknownModel
 from vecstore.services.embedder import Embedder
 from vecstore.services.limits import Limits
 from vecstore.storage.collection import CollectionRuntime
@@ -85,6 +85,7 @@ class CollectionService:
             raise BadRequest(
                 f"'distance_metric' must be one of {', '.join(METRICS)}, got '{metric}'"
             )
+        self._check_description(description)
         params = index_params(index)
         embedding_model = self._embedding_model_for(dim, embedding_model)
         return self.engine.create_collection(
@@ -95,6 +96,13 @@ class CollectionService:
             params=params,
             embedding_model=embedding_model,
         )
+
+    def _check_description(self, description: object) -> None:
+        if isinstance(description, str) and len(description) > self.limits.max_text_chars:
+            raise LimitExceeded(
+                f"'description' has {len(description)} characters; the limit is"
+                f" {self.limits.max_text_chars}"
+            )
 
     def _embedding_model_for(self, dim: int, requested: str | None) -> str | None:
         """The model id a new collection records (its canonical id, never an alias). Without a
@@ -135,6 +143,7 @@ class CollectionService:
         self, name: str, *, description: str | Unset | None, ef_search: int | None
     ) -> CollectionInfo:
         info = self.get(name)
+        self._check_description(description)
         if ef_search is not None:
             if info.index.type == "flat":
                 raise BadRequest("'index.ef_search' does not apply to a flat index")

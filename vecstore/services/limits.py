@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 from vecstore.errors import LimitExceeded
 
+# Deepest nesting of a metadata object (objects and arrays, the top level counting as 1). The
+# JSON decoder stops near 900 levels and SQLite's JSON functions at 1000; nothing legitimate
+# comes close, and a bound here keeps every recursive walk of metadata far from either.
+MAX_JSON_DEPTH = 32
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,7 +23,7 @@ from vecstore.errors import (
     VecstoreError,
 )
 from vecstore.services.collections import CollectionService
-from vecstore.services.limits import Limits
+from vecstore.services.limits import MAX_JSON_DEPTH, Limits
 from vecstore.services.vectors import QueryResolver, as_matrix, as_vector
 from vecstore.storage.engine import StorageEngine, WriteResult
 from vecstore.storage.filters import Node, parse_filter
@@ -73,6 +75,11 @@ class RecordService:
             raise LimitExceeded(
                 f"{field} is {size} bytes of JSON; the limit is {self.limits.max_metadata_bytes}"
             )
+        if _deeper_than(metadata, MAX_JSON_DEPTH):
+            raise LimitExceeded(
+                f"{field} nests objects and arrays more than {MAX_JSON_DEPTH} levels deep;"
+                " flatten it (dotted keys such as 'a.b' are matched by filters)"
+            )
         bad = _unsafe_number(metadata)
         if bad is not None:
             raise BadRequest(
@@ -80,6 +87,12 @@ class RecordService:
                 f" integers within ±2^53 (JSON's exactly representable range): store larger"
                 f" ones as strings",
                 type_="invalid_metadata",
+            )
+
+    def check_content(self, content: object, field: str) -> None:
+        if isinstance(content, str) and len(content) > self.limits.max_text_chars:
+            raise LimitExceeded(
+                f"{field} has {len(content)} characters; the limit is {self.limits.max_text_chars}"
             )
 
     def upsert(
@@ -107,6 +120,7 @@ class RecordService:
             content = item.content
             if isinstance(content, Unset) and item.text is not None:
                 content = item.text  # content defaults to the embedded text
+            self.check_content(content, "content" if field == "item" else f"{field}[{i}].content")
             writes.append(RecordWrite(item.external_id, np.zeros(0, np.float32), metadata, content))
         given = [(i, it.vector) for i, it in enumerate(items) if it.vector is not None]
         if given:
@@ -187,14 +201,14 @@ class RecordService:
         filters: dict[str, Any] | None,
         include_vectors: bool,
     ) -> tuple[list[Record], str | None]:
-        self.collections.live(name)
+        runtime = self.collections.live(name)
         self.limits.check_range("limit", limit, 1, self.limits.max_page)
         node: Node | None = parse_filter(filters)
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor, runtime.id) if cursor else None
         records, last = self.engine.scroll(
             name, after=after, limit=limit, node=node, include_vectors=include_vectors
         )
-        return records, encode_cursor(last) if last is not None else None
+        return records, encode_cursor(runtime.id, last) if last is not None else None
 
     def export(self, name: str) -> Iterator[list[Record]]:
         self.collections.live(name)
@@ -219,6 +233,11 @@ class RecordService:
                 raw = msgspec.json.decode(line)
             except msgspec.DecodeError as exc:
                 raise BadRequest(f"import line {lineno} is not valid JSON: {exc}") from exc
+            except RecursionError:
+                raise LimitExceeded(
+                    f"import line {lineno} is nested too deeply to decode; metadata may nest at"
+                    f" most {MAX_JSON_DEPTH} levels"
+                ) from None
             if not isinstance(raw, dict) or not isinstance(raw.get("external_id"), str):
                 raise BadRequest(f"import line {lineno} needs an object with 'external_id'")
             vector = raw.get("vector")
@@ -236,6 +255,7 @@ class RecordService:
                 self.check_external_id(raw["external_id"])
                 as_vector(vector, info.dim, metric=info.metric)
                 self.check_metadata(metadata, "'metadata'")
+                self.check_content(content, "'content'")
             except VecstoreError as exc:
                 raise type(exc)(
                     f"import line {lineno}: {exc.message}", type_=exc.error_type
@@ -260,6 +280,24 @@ def _text_field(field: str, i: int) -> str:
     return "text" if field == "item" else f"{field}[{i}].text"
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when objects and arrays in ``value`` nest more than ``limit`` levels (iterative:
+    the check itself never recurses)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _unsafe_number(value: Any) -> int | float | None:
     """The first number in a JSON value that filters could not compare exactly, if any."""
     stack = [value]
@@ -280,18 +318,50 @@ def _unsafe_number(value: Any) -> int | float | None:
     return None
 
 
-def encode_cursor(external_id: str) -> str:
-    return base64.urlsafe_b64encode(external_id.encode("utf-8", "surrogatepass")).decode()
+# A scroll cursor is a position, not a capability: every page is authorised afresh against the
+# key's scope, so a forged cursor can reach nothing a fresh scroll could not. It is bound to the
+# collection it was issued for (its never-reused numeric id: a dropped and re-created collection
+# of the same name does not accept it) and carries a check value, so a cursor reused on another
+# collection, truncated or edited is refused with 400 rather than read as some other position.
+_CURSOR_CONTEXT = b"vecstore scroll cursor v1\0"
+_CURSOR_TAG = 8
 
 
-def decode_cursor(cursor: str) -> str:
+def _cursor_tag(body: bytes) -> bytes:
+    return hashlib.sha256(_CURSOR_CONTEXT + body).digest()[:_CURSOR_TAG]
+
+
+def encode_cursor(collection_id: int, external_id: str) -> str:
+    body = collection_id.to_bytes(8, "big", signed=True) + external_id.encode(
+        "utf-8", "surrogatepass"
+    )
+    return base64.urlsafe_b64encode(_cursor_tag(body) + body).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str, collection_id: int) -> str:
+    """The external id to resume after; 400 for anything ``encode_cursor`` did not produce for
+    this collection."""
     invalid = BadRequest("'cursor' is not a cursor this server returned", type_="invalid_cursor")
     try:
-        value = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8", "surrogatepass")
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
     except (binascii.Error, UnicodeError, ValueError) as exc:
+        raise invalid from exc
+    tag, body = raw[:_CURSOR_TAG], raw[_CURSOR_TAG:]
+    if len(body) < 9 or not hmac.compare_digest(tag, _cursor_tag(body)):
+        raise invalid
+    try:
+        value = body[8:].decode("utf-8", "surrogatepass")
+    except UnicodeError as exc:
         raise invalid from exc
     # The decoder skips characters outside the alphabet ("!!!!" decodes to ""): accept only the
     # exact form encode_cursor produces, so a mangled cursor never silently restarts the scroll.
-    if encode_cursor(value) != cursor:
+    issued_for = int.from_bytes(body[:8], "big", signed=True)
+    if encode_cursor(issued_for, value) != cursor:
         raise invalid
+    if issued_for != collection_id:
+        raise BadRequest(
+            "'cursor' was issued for another collection (or an earlier collection of this"
+            " name); scroll this one from the start, without a cursor",
+            type_="invalid_cursor",
+        )
     return value

@@ -40,6 +40,9 @@ DB_FILE = "vecstore.db"
 INDEX_DIR = "indexes"
 JOURNAL = "restore-journal.json"
 _ID = re.compile(r"^snap-\d{8}T\d{6}Z-[0-9a-f]{8}$")
+# The only files a snapshot holds. A manifest is data read from disk: a path in it that is not
+# one of these (``../``, absolute, anything else) would make a restore copy outside staging.
+_FILE = re.compile(r"^(vecstore\.db|indexes/collection-[1-9][0-9]{0,18}\.faiss)$")
 _CHUNK = 1 << 20
 
 
@@ -86,6 +89,13 @@ class Manifest:
         data: dict[str, Any] = json.loads(raw)
         if data.get("format") != FORMAT:
             raise SnapshotError(f"unknown snapshot format {data.get('format')!r}")
+        for f in data["files"]:
+            if not isinstance(f.get("path"), str) or not _FILE.fullmatch(f["path"]):
+                raise SnapshotError(f"manifest names a file a snapshot cannot hold: {f['path']!r}")
+        for c in data["collections"]:
+            checkpoint = c.get("checkpoint")
+            if checkpoint is not None and not _FILE.fullmatch(str(checkpoint)):
+                raise SnapshotError(f"manifest names a checkpoint outside indexes/: {checkpoint!r}")
         return cls(
             format=FORMAT,
             id=str(data["id"]),
