@@ -7,6 +7,7 @@ a difference.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,19 @@ def canonical(metadata: Any) -> str:
 
 def vector_bytes(values: Any) -> bytes:
     return np.asarray(values, dtype="<f4").tobytes()
+
+
+def record_of(item: dict[str, Any]) -> Record:
+    """The record an upsert item stores: its vector (JSON floats or base64) with its metadata
+    and content (both always sent by the harnesses, so an update replaces both)."""
+    vector = item["vector"]
+    raw = base64.b64decode(vector) if isinstance(vector, str) else vector_bytes(vector)
+    return raw, canonical([item["metadata"], item["content"]])
+
+
+def metadata_of(record: Record) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(record[1])[0]
+    return value
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ have produced, since the server may have committed it or not — but never half 
 from __future__ import annotations
 
 import base64
-import json
 import random
 import threading
 from collections import Counter
@@ -22,7 +21,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.crash.model import CollectionSpec, CollectionState, State, canonical, copy_state
+from tests.crash.model import (
+    CollectionSpec,
+    CollectionState,
+    State,
+    copy_state,
+    metadata_of,
+    record_of,
+)
 
 Apply = Callable[[State, Any], None]  # (model state, response data) -> None; mutates the state
 
@@ -168,13 +174,7 @@ class Worker:
 
     @staticmethod
     def _store(coll: CollectionState, item: dict[str, Any]) -> None:
-        vector = item["vector"]
-        raw = (
-            base64.b64decode(vector)
-            if isinstance(vector, str)
-            else np.asarray(vector, dtype="<f4").tobytes()
-        )
-        coll.records[item["external_id"]] = (raw, canonical([item["metadata"], item["content"]]))
+        coll.records[item["external_id"]] = record_of(item)
 
     def _create(self) -> Op:
         self.next_collection += 1
@@ -272,7 +272,7 @@ class Worker:
 
         def matching(state: State) -> list[str]:
             records = state[name].records
-            return [i for i, (_, meta) in records.items() if json.loads(meta)[0]["g"] == group]
+            return [i for i, rec in records.items() if metadata_of(rec)["g"] == group]
 
         expected = len(matching(self.state))
 

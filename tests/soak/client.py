@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import random
 import threading
 import time
@@ -14,7 +13,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.crash.model import CollectionSpec, CollectionState, canonical, vector_bytes
+from tests.crash.model import (
+    CollectionSpec,
+    CollectionState,
+    canonical,
+    metadata_of,
+    record_of,
+    vector_bytes,
+)
 
 SCORE_TOLERANCE = 1e-4
 
@@ -102,9 +108,7 @@ class SoakClient:
 
     @staticmethod
     def _store(coll: CollectionState, item: dict[str, Any]) -> None:
-        vector = item["vector"]
-        raw = base64.b64decode(vector) if isinstance(vector, str) else vector_bytes(vector)
-        coll.records[item["external_id"]] = (raw, canonical([item["metadata"], item["content"]]))
+        coll.records[item["external_id"]] = record_of(item)
 
     def _path(self, coll: CollectionState, route: str) -> str:
         return f"/v1/collections/{coll.spec.name}/{route}"
@@ -140,7 +144,7 @@ class SoakClient:
 
     def _delete_by_filter(self, client: httpx.Client, coll: CollectionState) -> None:
         group = self.rng.randrange(10)
-        doomed = [i for i, rec in coll.records.items() if _meta(rec)["g"] == group]
+        doomed = [i for i, rec in coll.records.items() if metadata_of(rec)["g"] == group]
         body = {"filters": {"owner": self.index, "g": group}}
         path = self._path(coll, "delete_by_filter")
         data = self._call(client, "delete_by_filter", "POST", path, body)
@@ -224,8 +228,3 @@ class SoakClient:
         }
         if got != coll.records:
             self.mismatches.append(f"{coll.spec.name}: own scroll differs from the model")
-
-
-def _meta(record: tuple[bytes, str]) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(record[1])[0]
-    return value

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.crash.checker import read_collection
-from tests.crash.model import CollectionSpec, diff_states
+from tests.crash.model import CollectionSpec, CollectionState, diff_states
 from tests.server_process import ServerProcess, new_admin_key
 from tests.soak.client import SoakClient
 
@@ -122,7 +122,7 @@ def run_soak(config: SoakConfig, data_dir: Path, log_dir: Path) -> SoakReport:
                     mine = {
                         i: r for i, r in server_coll.records.items() if i.startswith(client.prefix)
                     }
-                    got = {spec.name: server_coll.__class__(spec, mine)}
+                    got = {spec.name: CollectionState(spec, mine)}
                     want = {spec.name: client.model[spec.name]}
                     report.final_state_problems += diff_states(got, want)
                 stray = [
