@@ -6,7 +6,9 @@ cite:
 2. base64 vector decoding: ``binascii.a2b_base64(strict_mode=True)`` (what vecstore uses) vs
    ``base64.b64decode(validate=True)`` (what it used), per 1,000 vectors, and ``as_matrix``;
 3. client CPU per search request against a live server: httpx vs the standard library's
-   ``http.client`` (the comparison harness's client).
+   ``http.client`` (the comparison harness's client);
+4. the query vector as a JSON float list vs base64 float32: the server's time per search in
+   process (1.), and the client's CPU per request with the body encoded from numpy each time.
 
 Variants alternate in rounds and medians are reported, so a drifting host affects both alike.
 
@@ -162,23 +164,27 @@ async def _loop_vs_thread(n: int, requests: int, rounds: int) -> dict[str, Any]:
                 msgspec.json.encode({"vector": q.tolist(), "k": 10, "ef_search": 32})
                 for q in queries
             ]
+            b64_bodies = [
+                msgspec.json.encode({"vector": v, "k": 10, "ef_search": 32}) for v in _b64(queries)
+            ]
             quick = runtime_class.answers_quickly
 
-            async def timed(on_loop: bool) -> float:
+            async def timed(on_loop: bool, these: list[bytes]) -> float:
                 runtime_class.answers_quickly = quick if on_loop else (lambda self, n, ef: False)
                 t = time.perf_counter()
                 for i in range(requests):
                     status, _ = await app.call(
-                        "POST", "/v1/collections/path/search", bodies[i % len(bodies)]
+                        "POST", "/v1/collections/path/search", these[i % len(these)]
                     )
                     assert status == 200, status
                 return (time.perf_counter() - t) * 1000 / requests
 
-            loop_ms, thread_ms = [], []
+            loop_ms, thread_ms, b64_ms = [], [], []
             try:
                 for _ in range(rounds):
-                    loop_ms.append(await timed(True))
-                    thread_ms.append(await timed(False))
+                    loop_ms.append(await timed(True, bodies))
+                    thread_ms.append(await timed(False, bodies))
+                    b64_ms.append(await timed(True, b64_bodies))
             finally:
                 runtime_class.answers_quickly = quick
         finally:
@@ -188,7 +194,8 @@ async def _loop_vs_thread(n: int, requests: int, rounds: int) -> dict[str, Any]:
         "requests_per_round": requests,
         "on_loop_ms_per_request": statistics.median(loop_ms),
         "through_thread_ms_per_request": statistics.median(thread_ms),
-        "rounds": {"on_loop": loop_ms, "through_thread": thread_ms},
+        "on_loop_base64_query_ms_per_request": statistics.median(b64_ms),
+        "rounds": {"on_loop": loop_ms, "through_thread": thread_ms, "on_loop_base64": b64_ms},
     }
 
 
@@ -257,14 +264,47 @@ def _client_cpu(requests: int, rounds: int) -> dict[str, Any]:
             finally:
                 conn.close()
 
-        runs: dict[str, list[float]] = {"httpx": [], "http.client": []}
+        queries = _vectors(100, 5)
+
+        def encoding_floats(q: np.ndarray) -> bytes:
+            return json.dumps({"vector": q.tolist(), "k": 10}).encode()
+
+        def encoding_base64(q: np.ndarray) -> bytes:
+            vector = base64.b64encode(q.astype("<f4").tobytes()).decode("ascii")
+            return json.dumps({"vector": vector, "k": 10}).encode()
+
+        def encoded_per_request(encode: Callable[[np.ndarray], bytes]) -> float:
+            """What a client does per search: encode the numpy query, send, read the answer."""
+            conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
+            try:
+                c0 = time.process_time()
+                for i in range(requests):
+                    body = encode(queries[i % len(queries)])
+                    conn.request("POST", path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    json.loads(resp.read())
+                    assert resp.status == 200, resp.status
+                return (time.process_time() - c0) * 1000 / requests
+            finally:
+                conn.close()
+
+        runs: dict[str, list[float]] = {
+            "httpx": [],
+            "http.client": [],
+            "floats_encoded": [],
+            "base64_encoded": [],
+        }
         for _ in range(rounds):
             runs["httpx"].append(with_httpx())
             runs["http.client"].append(with_http_client())
+            runs["floats_encoded"].append(encoded_per_request(encoding_floats))
+            runs["base64_encoded"].append(encoded_per_request(encoding_base64))
     return {
         "requests_per_round": requests,
         "httpx_client_cpu_ms_per_request": statistics.median(runs["httpx"]),
         "http_client_cpu_ms_per_request": statistics.median(runs["http.client"]),
+        "float_query_client_cpu_ms_per_request": statistics.median(runs["floats_encoded"]),
+        "base64_query_client_cpu_ms_per_request": statistics.median(runs["base64_encoded"]),
         "rounds": runs,
     }
 
@@ -283,6 +323,8 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| search request on the event loop ({lt['vectors']:,} vectors, in process) "
             f"| {lt['on_loop_ms_per_request']:.3f} ms |",
             f"| the same through a worker thread | {lt['through_thread_ms_per_request']:.3f} ms |",
+            f"| on the event loop, query vector as base64 "
+            f"| {lt['on_loop_base64_query_ms_per_request']:.3f} ms |",
             f"| `b64decode(validate=True)`, {b['vectors']:,} vectors of {DIM} "
             f"| {b['b64decode_validate_ms']:.2f} ms |",
             f"| `a2b_base64(strict_mode=True)`, same | {b['a2b_base64_strict_ms']:.2f} ms |",
@@ -291,6 +333,10 @@ def _markdown(r: dict[str, Any]) -> str:
             f"{c['httpx_client_cpu_ms_per_request']:.3f} ms |",
             f"| client CPU per search request, `http.client` | "
             f"{c['http_client_cpu_ms_per_request']:.3f} ms |",
+            f"| client CPU per search, body encoded from numpy each time: float list "
+            f"| {c['float_query_client_cpu_ms_per_request']:.3f} ms |",
+            f"| the same, query vector as base64 "
+            f"| {c['base64_query_client_cpu_ms_per_request']:.3f} ms |",
             "",
         ]
     )

@@ -96,3 +96,53 @@ def test_a_string_that_is_not_base64_float32_is_an_invalid_vector(
     make_collection("b", dim=4)
     r = client.post("/v1/collections/b/upsert", json={"external_id": "a", "vector": "1,0,0,0"})
     assert "base64" in error_of(r, 400, "invalid_vector")
+
+
+def _query_bodies(vector: Any) -> dict[str, dict[str, Any]]:
+    """Every read that takes a query vector, with the same query in the given encoding."""
+    return {
+        "search": {"vector": vector, "k": 5},
+        "bulk_search": {"queries": [{"vector": vector, "k": 5}]},
+        "rerank": {"vector": vector, "candidates": [f"r{i}" for i in range(20)], "top_k": 5},
+        "hybrid_search": {"vector": vector, "query_text": "word", "k": 5},
+        "query": {"vector": vector, "k": 10, "top_n": 5, "rerank": {"method": "vector"}},
+    }
+
+
+def test_query_vectors_may_be_base64_and_answer_exactly_like_float_lists(
+    client: TestClient[Litestar], make_collection: Any
+) -> None:
+    make_collection("q", dim=8)
+    rng = np.random.default_rng(4)
+    rows = rng.standard_normal((20, 8)).astype(np.float32)
+    items = [
+        {"external_id": f"r{i}", "vector": row.tolist(), "content": f"word {i}"}
+        for i, row in enumerate(rows)
+    ]
+    assert client.post("/v1/collections/q/bulk_upsert", json={"items": items}).status_code == 200
+    query = rng.standard_normal(8).astype(np.float32)
+    as_floats, as_base64 = _query_bodies(query.tolist()), _query_bodies(b64(query.tolist()))
+    for route, body in as_floats.items():
+        want = client.post(f"/v1/collections/q/{route}", json=body)
+        got = client.post(f"/v1/collections/q/{route}", json=as_base64[route])
+        assert want.status_code == 200, (route, want.text)
+        assert got.status_code == 200, (route, got.text)
+        assert got.json()["data"]["results"] == want.json()["data"]["results"], route
+        assert got.json()["data"]["results"], route
+
+
+def test_a_bad_base64_query_vector_is_a_400_naming_the_field(
+    client: TestClient[Litestar], make_collection: Any
+) -> None:
+    make_collection("q", dim=4)
+    cases = [
+        ("not base64!", "invalid_vector", "base64"),
+        (b64([1.0, 2.0]), "dimension_mismatch", "expects 4"),
+        (b64([1.0, float("inf"), 0.0, 0.0]), "invalid_vector", "NaN or Infinity"),
+        (b64([0.0, 0.0, 0.0, 0.0]), "invalid_vector", "zeros"),
+    ]
+    for vector, type_, words in cases:
+        for route, body in _query_bodies(vector).items():
+            message = error_of(client.post(f"/v1/collections/q/{route}", json=body), 400, type_)
+            assert words in message, (route, message)
+            assert "vector" in message, (route, message)

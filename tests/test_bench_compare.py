@@ -273,3 +273,26 @@ def test_settle_waits_for_a_busy_process_and_returns_once_it_is_idle() -> None:
         busy.join()
     assert not spun["settled"]
     assert spun["last_cores"] > 0.5
+
+
+@pytest.mark.timeout(180)
+def test_the_vecstore_adapter_sends_base64_queries_and_gets_exact_answers(tmp_path: Path) -> None:
+    from benchmarks.peers.vecstore_peer import VecstorePeer
+
+    rng = np.random.default_rng(8)
+    vectors = unit_rows(rng.standard_normal((300, 16)).astype(np.float32))
+    ids = [f"d{i}" for i in range(len(vectors))]
+    peer = VecstorePeer(startup_timeout_s=120)
+    peer.start(tmp_path)
+    try:
+        peer.create(16, m=16, ef_construction=64)
+        peer.ingest(ids, vectors, [i % 100 for i in range(len(vectors))])
+        peer.finish_indexing()
+        peer.set_knob(256)
+        query = vectors[7] + 0.01
+        truth = [ids[i] for i in np.argsort(-(vectors @ unit_rows(query[None])[0]))[:10]]
+        assert peer.search(query, 10) == truth
+        scores = vectors[:50] @ unit_rows(query[None])[0]
+        assert peer.rerank(query, ids[:50], 5) == [ids[i] for i in np.argsort(-scores)[:5]]
+    finally:
+        peer.stop()

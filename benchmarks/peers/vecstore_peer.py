@@ -5,6 +5,7 @@ own process on 127.0.0.1, driven over HTTP the way its users drive it.
   cosine; the search-time knob is ``ef_search``, sent with every search request.
 - Ingest: ``bulk_upsert`` with vectors as base64 little-endian float32 (the documented binary
   encoding; JSON float lists parse several times slower), ``metadata: {"bucket"}``.
+- Queries (search, rerank) send the query vector in the same base64 encoding.
 - ``finish_indexing`` polls ``GET /v1/health`` until the ANN index holds every vector (until
   then the newest vectors are served exactly from the fresh segment).
 - ``rerank`` uses the server's own ``POST /v1/collections/{name}/rerank``; the harness scores
@@ -200,7 +201,7 @@ class VecstorePeer:
 
     def search(self, query: FloatArray, k: int, bucket_lt: int | None = None) -> list[str]:
         body: dict[str, Any] = {
-            "vector": np.asarray(query, dtype=np.float32).tolist(),
+            "vector": _b64(query),
             "k": k,
             "ef_search": self._knob,
         }
@@ -212,7 +213,7 @@ class VecstorePeer:
     def rerank(self, query: FloatArray, ids: Sequence[str], k: int) -> list[str]:
         """The best ``k`` of ``ids`` by exact cosine, scored by the server."""
         body = {
-            "vector": np.asarray(query, dtype=np.float32).tolist(),
+            "vector": _b64(query),
             "candidates": list(ids),
             "top_k": k,
         }
@@ -271,3 +272,8 @@ def _collection_stats(health: Any) -> dict[str, Any] | None:
         if c.get("name") == COLLECTION:
             return dict(c)
     return None
+
+
+def _b64(query: FloatArray) -> str:
+    """A query vector in vecstore's binary encoding (base64 of little-endian float32)."""
+    return base64.b64encode(np.asarray(query, dtype="<f4").tobytes()).decode("ascii")

@@ -263,7 +263,7 @@ class HitOut(Struct):
 
 
 class SearchIn(Struct, kw_only=True):
-    vector: list[float] | None = None
+    vector: list[float] | str | None = None
     text: str | None = None
     k: Annotated[int, _AT_LEAST_1] = 10
     offset: Annotated[int, documented(minimum=0)] = 0
@@ -289,7 +289,7 @@ class SearchOut(Struct):
 
 
 class BulkSearchQuery(Struct, kw_only=True):
-    vector: list[float] | None = None
+    vector: list[float] | str | None = None
     text: str | None = None
     k: Annotated[int, _AT_LEAST_1] = 10
     filters: Json | None = None
@@ -347,7 +347,7 @@ class SimilarityOut(Struct):
 
 class RerankIn(Struct, kw_only=True):
     candidates: list[str]
-    vector: list[float] | None = None
+    vector: list[float] | str | None = None
     text: str | None = None
     top_k: int | None = None
     score_threshold: float | None = None
@@ -365,7 +365,7 @@ class RerankOut(Struct):
 
 class HybridSearchIn(Struct, kw_only=True):
     query_text: str
-    vector: list[float] | None = None
+    vector: list[float] | str | None = None
     k: int = 10
     offset: int = 0
     alpha: float = 0.5
@@ -399,7 +399,7 @@ class RerankStageIn(Struct, kw_only=True):
 
 
 class QueryIn(Struct, kw_only=True):
-    vector: list[float] | None = None
+    vector: list[float] | str | None = None
     text: str | None = None
     k: int = 50
     top_n: int = 10

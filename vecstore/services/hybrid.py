@@ -80,7 +80,7 @@ class HybridService:
         name: str,
         query_text: str,
         *,
-        vector: Sequence[float] | None = None,
+        vector: Sequence[float] | str | None = None,
         k: int = 10,
         offset: int = 0,
         alpha: float = 0.5,
@@ -144,7 +144,7 @@ class HybridService:
         self,
         info: CollectionShape,
         text: str,
-        vector: Sequence[float] | None,
+        vector: Sequence[float] | str | None,
         alpha: float,
     ) -> tuple[FloatArray | None, float, list[str]]:
         """The vector leg's query: the given vector, else the embedded text; none is needed

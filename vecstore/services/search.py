@@ -32,7 +32,7 @@ class ReadTiming:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    vector: Sequence[float] | None = None
+    vector: Sequence[float] | str | None = None
     text: str | None = None
 
 

@@ -23,14 +23,18 @@ from vecstore.services.embedder import Embedder
 
 
 def as_vector(
-    values: Sequence[float], dim: int, *, field: str = "vector", metric: str
+    values: Sequence[float] | str, dim: int, *, field: str = "vector", metric: str
 ) -> FloatArray:
-    if len(values) != dim:
-        raise DimensionMismatch(
-            f"'{field}' has {len(values)} dimensions; this collection expects {dim}"
-        )
-    with np.errstate(over="ignore"):  # beyond float32 becomes inf, rejected just below
-        arr = np.asarray(values, dtype=np.float32)
+    """A float list, or a string of base64 little-endian float32 (cheaper on both ends)."""
+    if isinstance(values, str):
+        arr = decode_base64_vector(values, dim, field=field)
+    else:
+        if len(values) != dim:
+            raise DimensionMismatch(
+                f"'{field}' has {len(values)} dimensions; this collection expects {dim}"
+            )
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, rejected just below
+            arr = np.asarray(values, dtype=np.float32)
     if not np.all(np.isfinite(arr)):
         raise InvalidVector(f"'{field}' contains NaN or Infinity (or a value beyond float32)")
     if metric == "cosine" and not np.any(arr):
@@ -178,7 +182,7 @@ class QueryResolver:
 
     def resolve(
         self,
-        vector: Sequence[float] | None,
+        vector: Sequence[float] | str | None,
         text: str | None,
         *,
         shape: CollectionShape,
