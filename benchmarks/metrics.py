@@ -1,8 +1,9 @@
-"""Figures computed from raw measurements: latency percentiles and recall."""
+"""Figures computed from raw measurements: latency percentiles, recall and process memory."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,19 @@ def summarize_ms(values_ms: npt.ArrayLike) -> dict[str, float]:
         "mean_ms": float(arr.mean()),
         "max_ms": float(arr.max()),
     }
+
+
+def rss_mb(pids: Sequence[int]) -> float:
+    """Resident memory of these processes now, in MiB (Linux ``/proc``; a gone pid counts 0)."""
+    total_kb = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024
 
 
 def latency_ms(latencies_s: npt.NDArray[np.float64]) -> dict[str, float]:

@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmarks import datasets
 from benchmarks.groundtruth import exact_top_k
-from benchmarks.metrics import recall_at_k
+from benchmarks.metrics import recall_at_k, rss_mb
 from benchmarks.peers import PEERS, Peer, PeerUnavailable
 from benchmarks.peers.base import DEFAULT_KNOB, FloatArray
 
@@ -49,18 +49,6 @@ class PeerTimeout(Exception):
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise PeerTimeout("peer took longer than --peer-timeout")
-
-
-def rss_mb(pids: Sequence[int]) -> float:
-    total_kb = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            continue
-    return total_kb / 1024
 
 
 class Truth:

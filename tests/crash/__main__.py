@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from tests.crash.harness import CrashConfig, render_markdown, run_crasher
+from tests.reporting import finish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,17 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     work = Path(tempfile.mkdtemp(prefix="vecstore-crash-"))
     report = run_crasher(config, work / "data", work / "logs")
-    table = render_markdown(report)
-    print(table)
-    if args.json:
-        args.json.write_text(report.to_json() + "\n", encoding="utf-8")
-    if args.markdown:
-        args.markdown.write_text(table, encoding="utf-8")
-    if report.violations or args.keep:
-        print(f"data and server logs kept in {work}", file=sys.stderr)
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return 1 if report.violations else 0
+    return finish(
+        report,
+        render_markdown(report),
+        work=work,
+        failed=bool(report.violations),
+        keep=args.keep,
+        json_path=args.json,
+        markdown_path=args.markdown,
+    )
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from tests.reporting import finish
 from tests.soak.harness import SoakConfig, render_markdown, run_soak
 
 
@@ -22,17 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     config = SoakConfig(clients=args.clients, duration_s=args.duration, seed=args.seed)
     work = Path(tempfile.mkdtemp(prefix="vecstore-soak-"))
     report = run_soak(config, work / "data", work / "logs")
-    table = render_markdown(report)
-    print(table)
-    if args.json:
-        args.json.write_text(report.to_json() + "\n", encoding="utf-8")
-    if args.markdown:
-        args.markdown.write_text(table, encoding="utf-8")
-    if report.failures:
-        print(f"data and server logs kept in {work}", file=sys.stderr)
-        return 1
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return finish(
+        report,
+        render_markdown(report),
+        work=work,
+        failed=bool(report.failures),
+        json_path=args.json,
+        markdown_path=args.markdown,
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ the run).
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import threading
@@ -18,8 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.metrics import rss_mb, summarize_ms
 from tests.crash.checker import read_collection
 from tests.crash.model import CollectionSpec, CollectionState, diff_states
+from tests.reporting import markdown_table
 from tests.server_process import ServerProcess, new_admin_key
 from tests.soak.client import SoakClient
 
@@ -61,22 +62,6 @@ class SoakReport:
             len(self.unexpected_errors) + len(self.read_mismatches) + len(self.final_state_problems)
         )
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
 
 def run_soak(config: SoakConfig, data_dir: Path, log_dir: Path) -> SoakReport:
     key = new_admin_key()
@@ -104,7 +89,7 @@ def run_soak(config: SoakConfig, data_dir: Path, log_dir: Path) -> SoakReport:
         for thread in threads:
             thread.start()
         while (elapsed := time.monotonic() - started) < config.duration_s:
-            samples.append((elapsed, rss_mib(server.proc.pid)))
+            samples.append((elapsed, rss_mb([server.proc.pid])))
             time.sleep(1.0)
         stop.set()
         for thread in threads:
@@ -157,12 +142,10 @@ def _summarise(
     report.by_kind = dict(sorted(kinds.items()))
     report.operations = sum(kinds.values())
     report.ops_per_s = round(report.operations / max(report.duration_s, 1e-9), 1)
+    summaries = {kind: summarize_ms(v) for kind, v in sorted(latencies.items())}
     report.latency_ms = {
-        kind: {
-            "p50": round(_percentile(v, 0.50), 2),
-            "p99": round(_percentile(v, 0.99), 2),
-        }
-        for kind, v in sorted(latencies.items())
+        kind: {"p50": round(v["p50_ms"], 2), "p99": round(v["p99_ms"], 2)}
+        for kind, v in summaries.items()
     }
     report.rss_samples_mib = [round(rss, 1) for _, rss in samples]
     warm = config.duration_s / 4
@@ -198,8 +181,5 @@ def render_markdown(report: SoakReport) -> str:
         (f"latency {kind} p50 / p99 (ms)", f"{v['p50']} / {v['p99']}")
         for kind, v in report.latency_ms.items()
     ]
-    lines = ["| measure | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
     problems = report.unexpected_errors + report.read_mismatches + report.final_state_problems
-    if problems:
-        lines += ["", "Problems:", ""] + [f"- {p}" for p in problems[:50]]
-    return "\n".join(lines) + "\n"
+    return markdown_table(rows, problems, "Problems")

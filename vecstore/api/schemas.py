@@ -9,8 +9,7 @@ from litestar.params import Body
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from vecstore.domain import INDEX_TYPES, METRICS
-from vecstore.services.collections import _RANGES as HNSW_RANGES
-from vecstore.services.collections import NAME_RE
+from vecstore.services.collections import INDEX_PARAM_RANGES, NAME_RE
 from vecstore.services.keys import MAX_SCOPES, ROLES
 
 T = TypeVar("T")
@@ -74,7 +73,7 @@ class WriteTiming(Struct):
 
 # -- collections -------------------------------------------------------------------------------
 def _hnsw(key: str) -> Meta:
-    low, high = HNSW_RANGES[key]
+    low, high = INDEX_PARAM_RANGES[key]
     return documented(minimum=low, maximum=high)
 
 

@@ -19,7 +19,7 @@ from vecstore.storage.collection import CollectionRuntime
 from vecstore.storage.engine import StorageEngine
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_RANGES = {
+INDEX_PARAM_RANGES = {
     "m": (4, 128),
     "ef_construction": (8, 4096),
     "ef_search": (1, 10000),
@@ -56,7 +56,7 @@ def index_params(raw: dict[str, Any] | None) -> IndexParams:
     if kind == "flat" and raw:
         raise BadRequest(f"a flat index takes no parameters, got {', '.join(sorted(raw))}")
     for key, value in raw.items():
-        low, high = _RANGES[key]
+        low, high = INDEX_PARAM_RANGES[key]
         if not isinstance(value, int) or not low <= value <= high:
             raise BadRequest(f"'index.{key}' must be an integer between {low} and {high}")
     return IndexParams(type=kind, **raw)
@@ -147,7 +147,7 @@ class CollectionService:
         if ef_search is not None:
             if info.index.type == "flat":
                 raise BadRequest("'index.ef_search' does not apply to a flat index")
-            low, high = _RANGES["ef_search"]
+            low, high = INDEX_PARAM_RANGES["ef_search"]
             if not low <= ef_search <= high:
                 raise BadRequest(f"'index.ef_search' must be between {low} and {high}")
         return self.engine.update_collection(name, description=description, ef_search=ef_search)
