@@ -21,6 +21,7 @@ from vecstore.api.auth import require_role
 from vecstore.api.body import VecstoreRequest
 from vecstore.api.context import RequestContextMiddleware
 from vecstore.api.errors import handle_exception
+from vecstore.api.hot_reads import HotReads
 from vecstore.api.metrics import Metrics
 from vecstore.api.routes.collections import CollectionController
 from vecstore.api.routes.embeddings import list_models, openai_embeddings, tei_embed
@@ -264,8 +265,11 @@ def create_app(
     # Wrap Litestar's own ASGI handler (not a Litestar middleware, which runs after routing) so
     # that every response, 404s included, gets a request id, a log line and metrics.
     # Inside it, the request timeout: a timed-out request is still logged and counted.
+    # Innermost, the lane for the two hot reads (it hands anything unusual to Litestar).
     app.asgi_handler = RequestContextMiddleware(
-        TimeoutMiddleware(app.asgi_handler, settings.request_timeout_s, services.metrics),
+        TimeoutMiddleware(
+            HotReads(app.asgi_handler, services), settings.request_timeout_s, services.metrics
+        ),
         services.metrics,
     )
     return app

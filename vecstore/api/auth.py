@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import anyio.to_thread
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from vecstore.api.state import services_of
+from vecstore.api.state import AppServices, services_of
 from vecstore.errors import CollectionNotFound, Forbidden, NotReady
 from vecstore.services.keys import ANONYMOUS_ADMIN, Principal
 
 
-def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    key = connection.headers.get("x-api-key")
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key in ``x-api-key`` or ``Authorization: Bearer`` (header names in lower case)."""
+    key = headers.get("x-api-key")
     if key:
         return key.strip()
-    auth = connection.headers.get("authorization")
+    auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
@@ -29,7 +31,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     services = services_of(connection.app.state)
     if not services.settings.auth_enabled:
         return ANONYMOUS_ADMIN
-    key = presented_key(connection)
+    key = presented_key(connection.headers)
     if services.keys.answers_from_memory(key):
         return services.keys.authenticate(key)
     # A cache miss reads the database: keep it off the event loop.
@@ -47,11 +49,24 @@ async def require_role(
         # Until collections are loaded, a lookup would wrongly answer 404.
         raise NotReady("the server is still loading its collections")
     principal = await authenticate(connection)
-    services.keys.authorize(principal, role)
-    if handler.opt.get("unscoped") and principal.scopes is not None:
-        raise Forbidden("only an admin key without collection scopes may manage API keys")
-    services.keys.record_use(principal, connection.scope.get("path_template", "") or "")
+    admit(
+        services,
+        principal,
+        role,
+        unscoped=bool(handler.opt.get("unscoped")),
+        route=connection.scope.get("path_template", "") or "",
+    )
     connection.state.principal = principal
+
+
+def admit(
+    services: AppServices, principal: Principal, role: str, *, unscoped: bool, route: str
+) -> None:
+    """Role, scope rule for key management, then the key's rate limit (which counts the use)."""
+    services.keys.authorize(principal, role)
+    if unscoped and principal.scopes is not None:
+        raise Forbidden("only an admin key without collection scopes may manage API keys")
+    services.keys.record_use(principal, route)
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

@@ -198,7 +198,7 @@ class CollectionRuntime:
         if len(rows) == 0 or n <= 0:
             return []
         table = self.table
-        rows = np.unique(rows)  # sorted by row == by internal id: a stable tie-break
+        rows = _sorted_unique(rows)  # sorted by row == by internal id: a stable tie-break
         scores = self.scores(table.vectors[rows], q)
         keep = _best(scores, n)
         rows, scores = rows[keep], scores[keep]
@@ -397,6 +397,15 @@ class CollectionRuntime:
                 self.table.compact()
             return True
         return False
+
+
+def _sorted_unique(rows: np.ndarray) -> np.ndarray:
+    """``np.unique`` for the few candidate rows of a search: sort and drop repeats, without its
+    general machinery (which costs more than the sort at this size)."""
+    rows = np.sort(rows)
+    if len(rows) > 1:
+        rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
+    return rows
 
 
 def _best(scores: np.ndarray, n: int) -> np.ndarray:

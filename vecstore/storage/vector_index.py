@@ -49,6 +49,7 @@ class VectorIndex:
         self.alive = np.zeros(0, dtype=bool)
         self.alive_count = 0
         self._packed: np.ndarray | None = None
+        self._params_by_ef: dict[int, Any] = {}
 
     def _build_empty(self) -> Any:
         metric = _faiss_metric(self.metric)
@@ -159,8 +160,10 @@ class VectorIndex:
         params: Any
         if self.is_hnsw:
             ef = max(ef_search or self.params.ef_search, k)
-            params = faiss.SearchParametersHNSW(efSearch=ef)
-            if selector is not None:
+            if selector is None:
+                params = self._hnsw_params(ef)
+            else:
+                params = faiss.SearchParametersHNSW(efSearch=ef)
                 params.sel = selector
         else:
             params = faiss.SearchParameters()
@@ -173,6 +176,16 @@ class VectorIndex:
         found = found[found >= 0]
         out: IdArray = self.ids[found]
         return out
+
+    def _hnsw_params(self, ef: int) -> Any:
+        """Search parameters without a selector, made once per ``ef`` (building the SWIG object
+        costs as much as a small search's bookkeeping); FAISS only reads them."""
+        params = self._params_by_ef.get(ef)
+        if params is None:
+            if len(self._params_by_ef) >= 64:
+                self._params_by_ef.clear()
+            params = self._params_by_ef[ef] = faiss.SearchParametersHNSW(efSearch=ef)
+        return params
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, path: Path, *, collection_id: int, applied_seq: int) -> None:

@@ -15,8 +15,9 @@ from vecstore.api.mappers import hit_out, read_timing
 from vecstore.api.offload import quick_or_threaded
 from vecstore.api.openapi import ERROR_RESPONSES, SECURED
 from vecstore.api.paths import path_external_id
-from vecstore.api.state import services_of
+from vecstore.api.state import AppServices, services_of
 from vecstore.errors import BadRequest
+from vecstore.services.keys import Principal
 from vecstore.services.search import Query
 
 # similarity's ids in the query string: the older form, read for an id the body leaves out.
@@ -39,33 +40,8 @@ class SearchController(Controller):
     async def search(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.SearchIn]
     ) -> w.Success[w.SearchOut]:
-        check_scope(principal_of(request), name, write=False)
-        if data.nprobe is not None:
-            raise BadRequest("'nprobe' applies to IVF indexes; use 'ef_search' for HNSW")
-        run = partial(
-            services_of(request.app.state).search.search,
-            name,
-            Query(data.vector, data.text),
-            k=data.k,
-            offset=data.offset,
-            filters=data.filters,
-            score_threshold=data.score_threshold,
-            exact=data.exact,
-            ef_search=data.ef_search,
-            include_vectors=data.include_vectors,
-            include_content=data.include_content,
-            include_count=data.include_count,
-        )
-        result = await quick_or_threaded(run)
-        return w.Success(
-            data=w.SearchOut(
-                results=[hit_out(h, include_content=data.include_content) for h in result.hits],
-                k=data.k,
-                offset=data.offset,
-                total_count=result.total_count if result.total_count is not None else UNSET,
-                timing_ms=read_timing(result.timing) if data.include_timing else UNSET,
-                warnings=result.warnings or UNSET,
-            )
+        return await answer_search(
+            services_of(request.app.state), principal_of(request), name, data
         )
 
     @post(
@@ -154,22 +130,64 @@ class SearchController(Controller):
     async def rerank(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.RerankIn]
     ) -> w.Success[w.RerankOut]:
-        check_scope(principal_of(request), name, write=False)
-        run = partial(
-            services_of(request.app.state).search.rerank,
-            name,
-            Query(data.vector, data.text),
-            data.candidates,
-            top_k=data.top_k,
-            score_threshold=data.score_threshold,
-            include_vectors=data.include_vectors,
+        return await answer_rerank(
+            services_of(request.app.state), principal_of(request), name, data
         )
-        result = await quick_or_threaded(run)
-        return w.Success(
-            data=w.RerankOut(
-                results=[hit_out(h) for h in result.hits],
-                not_found=result.not_found,
-                timing_ms=read_timing(result.timing) if data.include_timing else UNSET,
-                warnings=result.warnings or UNSET,
-            )
+
+
+# The two hot reads, shared by their routes and by ``hot_reads`` (the same answer either way).
+async def answer_search(
+    services: AppServices, principal: Principal, name: str, data: w.SearchIn
+) -> w.Success[w.SearchOut]:
+    check_scope(principal, name, write=False)
+    if data.nprobe is not None:
+        raise BadRequest("'nprobe' applies to IVF indexes; use 'ef_search' for HNSW")
+    run = partial(
+        services.search.search,
+        name,
+        Query(data.vector, data.text),
+        k=data.k,
+        offset=data.offset,
+        filters=data.filters,
+        score_threshold=data.score_threshold,
+        exact=data.exact,
+        ef_search=data.ef_search,
+        include_vectors=data.include_vectors,
+        include_content=data.include_content,
+        include_count=data.include_count,
+    )
+    result = await quick_or_threaded(run)
+    return w.Success(
+        data=w.SearchOut(
+            results=[hit_out(h, include_content=data.include_content) for h in result.hits],
+            k=data.k,
+            offset=data.offset,
+            total_count=result.total_count if result.total_count is not None else UNSET,
+            timing_ms=read_timing(result.timing) if data.include_timing else UNSET,
+            warnings=result.warnings or UNSET,
         )
+    )
+
+
+async def answer_rerank(
+    services: AppServices, principal: Principal, name: str, data: w.RerankIn
+) -> w.Success[w.RerankOut]:
+    check_scope(principal, name, write=False)
+    run = partial(
+        services.search.rerank,
+        name,
+        Query(data.vector, data.text),
+        data.candidates,
+        top_k=data.top_k,
+        score_threshold=data.score_threshold,
+        include_vectors=data.include_vectors,
+    )
+    result = await quick_or_threaded(run)
+    return w.Success(
+        data=w.RerankOut(
+            results=[hit_out(h) for h in result.hits],
+            not_found=result.not_found,
+            timing_ms=read_timing(result.timing) if data.include_timing else UNSET,
+            warnings=result.warnings or UNSET,
+        )
+    )

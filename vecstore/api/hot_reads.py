@@ -1,0 +1,153 @@
+"""The two hot reads, ``POST /v1/collections/{name}/search`` and ``…/rerank``, answered without
+Litestar's routing.
+
+Per search request the server held the GIL for about a millisecond, and less than a third of it
+was the search: routing, the guard (Litestar copies the handler for every guard call), the
+signature model, and the response object took more (``python -m benchmarks.run_request_path``
+and py-spy; docs/benchmarks.md). One process serves every request, so that time bounds
+throughput. This lane takes the success path of those two routes only, and everything unusual
+goes the regular way, so the answers stay Litestar's:
+
+- the request is handed to Litestar untouched (its body replayed) unless it is a POST to exactly
+  one of the two paths with a valid collection name, the server is ready, CORS is off, the
+  body fits ``max_body_bytes`` and decodes into the route's Struct, and the key can be checked
+  from memory. Decoding follows Litestar's rules (``strict=False``): a body the lane cannot
+  decode gets Litestar's exact 4xx;
+- past that point the lane answers, including errors: the key's role and rate limit
+  (``auth.admit``, which counts the use once), then the same handler body as the route
+  (``answer_search`` / ``answer_rerank``), and any exception through ``errors.classify``, the
+  one mapping every route uses;
+- it sits inside the request-context and timeout middlewares, so request ids, access logs,
+  metrics (under the same route template) and deadlines apply as on every route.
+
+``fast_read_path = false`` routes these requests like every other; the tests compare the two
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+
+from vecstore.api import schemas as w
+from vecstore.api.auth import admit, presented_key
+from vecstore.api.errors import classify, error_envelope
+from vecstore.api.routes.search import answer_rerank, answer_search
+from vecstore.api.state import AppServices
+from vecstore.services.keys import ANONYMOUS_ADMIN, Principal
+
+# The collection-name rule (services.collections.NAME_RE): any other name goes to Litestar,
+# which answers it as every route does.
+_PATH = re.compile(r"/v1/collections/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/(search|rerank)")
+_TEMPLATES = {
+    "search": "/v1/collections/{name}/search",
+    "rerank": "/v1/collections/{name}/rerank",
+}
+_Answer = Callable[[AppServices, Principal, str, Any], Awaitable[msgspec.Struct]]
+_DECODERS: dict[str, tuple[msgspec.json.Decoder[Any], _Answer]] = {
+    "search": (msgspec.json.Decoder(w.SearchIn, strict=False), answer_search),
+    "rerank": (msgspec.json.Decoder(w.RerankIn, strict=False), answer_rerank),
+}
+_encode = msgspec.json.Encoder().encode
+_JSON = (b"content-type", b"application/json")
+
+
+class HotReads:
+    def __init__(self, app: ASGIApp, services: AppServices) -> None:
+        self.app = app
+        self.services = services
+        settings = services.settings
+        self.enabled = settings.fast_read_path and not settings.cors_origins
+        self.max_body_bytes = settings.max_body_bytes
+
+    async def __call__(self, asgi_scope: Scope, receive: Receive, send: Send) -> None:
+        scope: Any = asgi_scope  # an HTTP scope once "type" says so; typed dicts cannot narrow
+        match = None
+        if (
+            self.enabled
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and self.services.engine.ready
+        ):
+            match = _PATH.fullmatch(scope["path"])
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            headers.setdefault(raw_name.decode("latin-1"), raw_value.decode("latin-1"))
+        received: list[ReceiveMessage] = []
+        body = await self._read_body(headers, receive, received)
+        name, operation = match.group(1), match.group(2)
+        decoder, answer = _DECODERS[operation]
+        data: Any = None
+        if body is not None:
+            try:
+                data = decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                data = None
+        key = presented_key(headers)
+        auth = self.services.settings.auth_enabled
+        if data is None or (auth and not self.services.keys.answers_from_memory(key)):
+            await self.app(scope, _replaying(received, receive), send)
+            return
+        scope["path_template"] = _TEMPLATES[operation]
+        try:
+            principal = self.services.keys.authenticate(key) if auth else ANONYMOUS_ADMIN
+            admit(self.services, principal, "read", unscoped=False, route=_TEMPLATES[operation])
+            result = await answer(self.services, principal, name, data)
+        except Exception as exc:
+            info = classify(Request(scope, receive), exc)
+            envelope = error_envelope(scope, info.status, info.type, info.message)
+            extra = [(k.lower().encode(), v.encode()) for k, v in (info.headers or {}).items()]
+            await _send_json(send, info.status, _encode(envelope), extra)
+            return
+        await _send_json(send, 200, _encode(result), [])
+
+    async def _read_body(
+        self, headers: dict[str, str], receive: Receive, received: list[ReceiveMessage]
+    ) -> bytes | None:
+        """The whole body, or None when it is over the limit or the client went away (every
+        message read is kept in ``received`` for Litestar to read again)."""
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replaying(received: list[ReceiveMessage], receive: Receive) -> Receive:
+    pending = list(received)
+
+    async def replay() -> Any:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+    start: Any = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
