@@ -272,7 +272,9 @@ def test_settle_waits_for_a_busy_process_and_returns_once_it_is_idle() -> None:
         stop.set()
         busy.join()
     assert not spun["settled"]
-    assert spun["last_cores"] > 0.5
+    # Above the idle threshold (0.05), not "a whole core": on a loaded host (CI niced under a
+    # benchmark run) the spinning thread got 0.17 of a core, and 0.5 failed.
+    assert spun["last_cores"] > 0.05
 
 
 @pytest.mark.timeout(180)
