@@ -25,10 +25,8 @@ RERANK = "/v1/collections/docs/rerank"
 
 
 def _lane_of(app: Litestar) -> HotReads:
-    handler: Any = app.asgi_handler
-    while not isinstance(handler, HotReads):  # request context -> timeout -> the lane
-        handler = handler.app
-    return handler
+    lane: HotReads = app.state.hot_reads
+    return lane
 
 
 def _lane(client: TestClient[Litestar]) -> HotReads:
@@ -233,6 +231,61 @@ def test_an_oversized_body_is_the_routed_413(data_dir: Any) -> None:
         lane, routed = _both_ways(c, SEARCH, body, {})
         assert lane == routed
         assert lane[0] == 413
+        # Without a declared length, the limit is found while reading; Litestar reads it again.
+        status, answer = _streamed(c, SEARCH, [body[:150], body[150:]])
+        assert (status, json.loads(answer)) == (413, routed[2])  # routed[2]: decoded JSON
+
+
+def _streamed(client: TestClient[Litestar], path: str, chunks: list[bytes]) -> tuple[int, bytes]:
+    """POST ``chunks`` as separate ASGI messages (no content-length): a chunked upload."""
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"x-api-key", ADMIN_KEY.encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    client.blocking_portal.call(client.app, scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_a_body_in_several_chunks_is_joined(
+    loaded: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = json.dumps({"vector": _Q, "k": 3}).encode()
+    whole = loaded.post(SEARCH, content=body)
+    lane = _lane(loaded)
+    handed_on: list[str] = []
+    routed = lane.app
+
+    async def spy(scope: Any, receive: Any, send: Any) -> None:
+        handed_on.append(scope["path"])
+        await routed(scope, receive, send)
+
+    monkeypatch.setattr(lane, "app", spy)
+    assert _streamed(loaded, SEARCH, [body[:7], body[7:20], body[20:]]) == (200, whole.content)
+    assert handed_on == []  # the lane answered it itself
 
 
 def test_the_setting_turns_the_lane_off(data_dir: Any) -> None:

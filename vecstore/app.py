@@ -266,10 +266,9 @@ def create_app(
     # that every response, 404s included, gets a request id, a log line and metrics.
     # Inside it, the request timeout: a timed-out request is still logged and counted.
     # Innermost, the lane for the two hot reads (it hands anything unusual to Litestar).
+    app.state.hot_reads = hot_reads = HotReads(app.asgi_handler, services)
     app.asgi_handler = RequestContextMiddleware(
-        TimeoutMiddleware(
-            HotReads(app.asgi_handler, services), settings.request_timeout_s, services.metrics
-        ),
+        TimeoutMiddleware(hot_reads, settings.request_timeout_s, services.metrics),
         services.metrics,
     )
     return app

@@ -29,13 +29,21 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     services = services_of(connection.app.state)
-    if not services.settings.auth_enabled:
-        return ANONYMOUS_ADMIN
     key = presented_key(connection.headers)
-    if services.keys.answers_from_memory(key):
-        return services.keys.authenticate(key)
+    principal = cached_principal(services, key)
+    if principal is not None:
+        return principal
     # A cache miss reads the database: keep it off the event loop.
     return await anyio.to_thread.run_sync(services.keys.authenticate, key)
+
+
+def cached_principal(services: AppServices, key: str | None) -> Principal | None:
+    """Who ``key`` is, when that needs no database read (raises for a bad key); else None."""
+    if not services.settings.auth_enabled:
+        return ANONYMOUS_ADMIN
+    if services.keys.answers_from_memory(key):
+        return services.keys.authenticate(key)
+    return None
 
 
 async def require_role(

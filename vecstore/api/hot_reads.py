@@ -1,12 +1,11 @@
 """The two hot reads, ``POST /v1/collections/{name}/search`` and ``…/rerank``, answered without
 Litestar's routing.
 
-Per search request the server held the GIL for about a millisecond, and less than a third of it
-was the search: routing, the guard (Litestar copies the handler for every guard call), the
-signature model, and the response object took more (``python -m benchmarks.run_request_path``
-and py-spy; docs/benchmarks.md). One process serves every request, so that time bounds
-throughput. This lane takes the success path of those two routes only, and everything unusual
-goes the regular way, so the answers stay Litestar's:
+Of the GIL time of a search request, Litestar's routing, guard (it copies the handler for every
+guard call), dependency injection, body decoding and response took ~45 % and the search ~25 %
+(py-spy of the server; docs/benchmarks.md, "What limits vecstore today"). One process serves
+every request, so that time bounds throughput. This lane takes the success path of those two
+routes only, and everything unusual goes the regular way, so the answers stay Litestar's:
 
 - the request is handed to Litestar untouched (its body replayed) unless it is a POST to exactly
   one of the two paths with a valid collection name, the server is ready, CORS is off, the
@@ -35,21 +34,17 @@ from litestar import Request
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from vecstore.api import schemas as w
-from vecstore.api.auth import admit, presented_key
+from vecstore.api.auth import admit, cached_principal, presented_key
 from vecstore.api.errors import classify, error_envelope
 from vecstore.api.routes.search import answer_rerank, answer_search
 from vecstore.api.state import AppServices
-from vecstore.services.keys import ANONYMOUS_ADMIN, Principal
+from vecstore.services.collections import NAME_RE
+from vecstore.services.keys import Principal
 
-# The collection-name rule (services.collections.NAME_RE): any other name goes to Litestar,
-# which answers it as every route does.
-_PATH = re.compile(r"/v1/collections/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/(search|rerank)")
-_TEMPLATES = {
-    "search": "/v1/collections/{name}/search",
-    "rerank": "/v1/collections/{name}/rerank",
-}
+# Any other name goes to Litestar, which answers it as every route does.
+_PATH = re.compile(rf"/v1/collections/({NAME_RE.pattern.strip('^$')})/(search|rerank)")
 _Answer = Callable[[AppServices, Principal, str, Any], Awaitable[msgspec.Struct]]
-_DECODERS: dict[str, tuple[msgspec.json.Decoder[Any], _Answer]] = {
+_ROUTES: dict[str, tuple[msgspec.json.Decoder[Any], _Answer]] = {
     "search": (msgspec.json.Decoder(w.SearchIn, strict=False), answer_search),
     "rerank": (msgspec.json.Decoder(w.RerankIn, strict=False), answer_rerank),
 }
@@ -84,28 +79,32 @@ class HotReads:
         received: list[ReceiveMessage] = []
         body = await self._read_body(headers, receive, received)
         name, operation = match.group(1), match.group(2)
-        decoder, answer = _DECODERS[operation]
+        decoder, answer = _ROUTES[operation]
         data: Any = None
         if body is not None:
             try:
                 data = decoder.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 data = None
-        key = presented_key(headers)
-        auth = self.services.settings.auth_enabled
-        if data is None or (auth and not self.services.keys.answers_from_memory(key)):
+        if data is None:
             await self.app(scope, _replaying(received, receive), send)
             return
-        scope["path_template"] = _TEMPLATES[operation]
+        route = f"/v1/collections/{{name}}/{operation}"  # Litestar's template, for metrics
+        scope["path_template"] = route
+        result: msgspec.Struct | None = None
         try:
-            principal = self.services.keys.authenticate(key) if auth else ANONYMOUS_ADMIN
-            admit(self.services, principal, "read", unscoped=False, route=_TEMPLATES[operation])
-            result = await answer(self.services, principal, name, data)
+            principal = cached_principal(self.services, presented_key(headers))
+            if principal is not None:
+                admit(self.services, principal, "read", unscoped=False, route=route)
+                result = await answer(self.services, principal, name, data)
         except Exception as exc:
             info = classify(Request(scope, receive), exc)
             envelope = error_envelope(scope, info.status, info.type, info.message)
             extra = [(k.lower().encode(), v.encode()) for k, v in (info.headers or {}).items()]
             await _send_json(send, info.status, _encode(envelope), extra)
+            return
+        if result is None:  # the key needs a database read: Litestar does it off the loop
+            await self.app(scope, _replaying(received, receive), send)
             return
         await _send_json(send, 200, _encode(result), [])
 
