@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import TestClient
 
 from tests.oracles import assert_error
+from vecstore.errors import DimensionMismatch, InvalidVector
+from vecstore.services.vectors import as_matrix
 
 
 def b64(values: list[float]) -> str:
@@ -146,3 +151,81 @@ def test_a_bad_base64_query_vector_is_a_400_naming_the_field(
             message = error_of(client.post(f"/v1/collections/q/{route}", json=body), 400, type_)
             assert words in message, (route, message)
             assert "vector" in message, (route, message)
+
+
+def test_a_bulk_of_base64_rows_names_the_bad_item_wherever_it_is(
+    client: TestClient[Litestar], make_collection: Any
+) -> None:
+    # dim 3: 12 bytes a row, a multiple of 3, so an all-base64 batch is decoded in one call;
+    # a bad row must still be found and named, and nothing written.
+    make_collection("b", dim=3)
+    good = b64([1.0, 2.0, 3.0])
+    padded = base64.b64encode(b"\x00" * 10).decode()  # 16 characters like a good row, 10 bytes
+    assert len(padded) == len(good)
+    bad_char = good[:5] + "!" + good[6:]
+    cases = [
+        (bad_char, "invalid_vector", "base64"),
+        (padded, "dimension_mismatch", "decodes to 10 bytes"),
+        (b64([1.0, float("nan"), 2.0]), "invalid_vector", "NaN"),
+        (b64([0.0, 0.0, 0.0]), "invalid_vector", "zeros"),
+    ]
+    for bad, type_, words in cases:
+        for position in (0, 1, 2):
+            vectors = [good, good]
+            vectors.insert(position, bad)
+            items = [{"external_id": f"i{i}", "vector": v} for i, v in enumerate(vectors)]
+            r = client.post("/v1/collections/b/bulk_upsert", json={"items": items})
+            message = error_of(r, 400, type_)
+            assert f"items[{position}]" in message, (bad, position, message)
+            assert words in message, (bad, position, message)
+    count = client.post("/v1/collections/b/count", json={})
+    assert count.json()["data"]["count"] == 0
+
+
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def _reference_matrix(rows: list[str], dim: int) -> np.ndarray | None:
+    """The plain way: the standard library's strict decoder, row by row."""
+    out = []
+    for row in rows:
+        try:
+            raw = binascii.a2b_base64(row, strict_mode=True)
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) != dim * 4:
+            return None
+        out.append(np.frombuffer(raw, dtype="<f4"))
+    mat = np.stack(out)
+    if not np.isfinite(mat).all() or not mat.any(axis=1).all():
+        return None
+    return mat
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dim=st.sampled_from([3, 4, 6]),
+    data=st.data(),
+)
+def test_as_matrix_agrees_with_decoding_row_by_row(dim: int, data: st.DataObject) -> None:
+    """The one-call decode of a batch (dims 3 and 6) and the row-by-row one (dim 4) accept
+    exactly the batches the standard library's strict decoder accepts, with the same values."""
+    good = st.lists(
+        st.floats(width=32, allow_nan=False, allow_infinity=False, min_value=0.5, max_value=9),
+        min_size=dim,
+        max_size=dim,
+    ).map(b64)
+    mangled = st.tuples(good, st.integers(0, 100), st.sampled_from(_B64_ALPHABET + "!- ")).map(
+        lambda t: t[0][: t[1] % len(t[0])] + t[2] + t[0][t[1] % len(t[0]) + 1 :]
+    )
+    rows = data.draw(st.lists(st.one_of(good, good, mangled), min_size=1, max_size=6))
+    want = _reference_matrix(rows, dim)
+    try:
+        got = as_matrix(rows, dim, field="items", metric="cosine")
+    except (InvalidVector, DimensionMismatch):
+        got = None
+    if want is None:
+        assert got is None, rows
+    else:
+        assert got is not None, rows
+        assert np.array_equal(got, want)
