@@ -9,7 +9,7 @@ cite:
    ``http.client`` (the comparison harness's client);
 4. the query vector as a JSON float list vs base64 float32: the server's time per search in
    process (1.), and the client's CPU per request with the body encoded from numpy each time;
-5. the hot-read lane (``api/hot_reads.py``) vs the same request routed by Litestar, in process
+5. the hot-read lane (``api/hot_paths.py``) vs the same request routed by Litestar, in process
    (base64 query, on the loop).
 
 Variants alternate in rounds and medians are reported, so a drifting host affects both alike.
@@ -42,7 +42,7 @@ import numpy as np
 from benchmarks import machine
 from benchmarks.client import ApiClient
 from benchmarks.server import running_server
-from vecstore.api.hot_reads import HotReads
+from vecstore.api.hot_paths import HotPaths
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DIM = 384
@@ -172,7 +172,7 @@ async def _loop_vs_thread(n: int, requests: int, rounds: int) -> dict[str, Any]:
                 msgspec.json.encode({"vector": v, "k": 10, "ef_search": 32}) for v in _b64(queries)
             ]
             quick = runtime_class.answers_quickly
-            lane: HotReads = app.app.state.hot_reads
+            lane: HotPaths = app.app.state.hot_paths
 
             async def timed(on_loop: bool, these: list[bytes], routed: bool = False) -> float:
                 runtime_class.answers_quickly = quick if on_loop else (lambda self, n, ef: False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,91 @@ def test_an_export_that_fails_midway_is_not_a_complete_200(
     except Exception:
         return  # the transport saw the stream abort: what a client must see
     assert response.status_code >= 500 or not response.is_success
+
+
+def _wal_fsyncs(monkeypatch: pytest.MonkeyPatch, engine: Any) -> list[tuple[str, bool]]:
+    """Record every fsync the engine makes: (file, whether the writer lock was held)."""
+    import vecstore.storage.engine as engine_module
+
+    calls: list[tuple[str, bool]] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        calls.append((os.readlink(f"/proc/self/fd/{fd}"), engine._write_lock.locked()))
+        real(fd)
+
+    monkeypatch.setattr(engine_module.os, "fsync", spy)
+    return calls
+
+
+def _synchronous_of_pooled_connections(engine: Any) -> set[int]:
+    conns = [engine.db.connect() for _ in range(4)]
+    try:
+        return {c.exec_driver_sql("PRAGMA synchronous").scalar() for c in conns}
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_an_upsert_fsyncs_the_wal_after_leaving_the_writer_lock(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.create_collection(
+        name="a", dim=2, metric="ip", description=None, params=IndexParams(), embedding_model=None
+    )
+    calls = _wal_fsyncs(monkeypatch, engine)
+    engine.upsert("a", [RecordWrite("x", np.array([1, 0], dtype=np.float32), {})])
+    wal = f"{engine.sqlite_path.resolve()}-wal"
+    assert calls == [(wal, False)]
+    # Every pooled connection is back to FULL for the writes that still sync in the commit.
+    assert _synchronous_of_pooled_connections(engine) == {2}
+    engine.delete("a", ["x"])
+    assert calls == [(wal, False)]  # deletes sync inside their commit, as before
+
+
+def test_an_upsert_whose_fsync_fails_is_not_acknowledged(
+    client: TestClient[Litestar], make_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vecstore.storage.engine as engine_module
+
+    make_collection("a", dim=2)
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(engine_module.os, "fsync", failing)
+    for path, body in (
+        ("upsert", {"external_id": "x", "vector": [1, 0]}),
+        ("bulk_upsert", {"items": [{"external_id": "y", "vector": [0, 1]}]}),
+    ):
+        r = client.post(f"/v1/collections/a/{path}", json=body)
+        assert error_type(r, 500) == "internal_error"
+        assert "Input/output" not in r.text
+
+
+def test_with_synchronous_normal_the_engine_never_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eng = StorageEngine(
+        EngineConfig(
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+            index_dir=tmp_path / "indexes",
+            sqlite_synchronous="NORMAL",
+        )
+    )
+    eng.open(start_indexer=False)
+    try:
+        eng.create_collection(
+            name="a",
+            dim=2,
+            metric="ip",
+            description=None,
+            params=IndexParams(),
+            embedding_model=None,
+        )
+        calls = _wal_fsyncs(monkeypatch, eng)
+        eng.upsert("a", [RecordWrite("x", np.array([1, 0], dtype=np.float32), {})])
+        assert calls == []
+        assert _synchronous_of_pooled_connections(eng) == {1}
+    finally:
+        eng.close()

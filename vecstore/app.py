@@ -21,7 +21,7 @@ from vecstore.api.auth import require_role
 from vecstore.api.body import VecstoreRequest
 from vecstore.api.context import RequestContextMiddleware
 from vecstore.api.errors import handle_exception
-from vecstore.api.hot_reads import HotReads
+from vecstore.api.hot_paths import HotPaths
 from vecstore.api.metrics import Metrics
 from vecstore.api.routes.collections import CollectionController
 from vecstore.api.routes.embeddings import list_models, openai_embeddings, tei_embed
@@ -266,9 +266,9 @@ def create_app(
     # that every response, 404s included, gets a request id, a log line and metrics.
     # Inside it, the request timeout: a timed-out request is still logged and counted.
     # Innermost, the lane for the two hot reads (it hands anything unusual to Litestar).
-    app.state.hot_reads = hot_reads = HotReads(app.asgi_handler, services)
+    app.state.hot_paths = hot_paths = HotPaths(app.asgi_handler, services)
     app.asgi_handler = RequestContextMiddleware(
-        TimeoutMiddleware(hot_reads, settings.request_timeout_s, services.metrics),
+        TimeoutMiddleware(hot_paths, settings.request_timeout_s, services.metrics),
         services.metrics,
     )
     return app

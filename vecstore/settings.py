@@ -51,9 +51,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # A request still running after this long is answered 503 (timeout) and its work
     # cancelled; 0 turns timeouts off.
     request_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
-    # Answer POST .../search and .../rerank without the framework's routing (same answers,
-    # less work per request: vecstore.api.hot_reads); false routes them like every request.
-    fast_read_path: bool = True
+    # Answer POST .../search, .../rerank and .../bulk_upsert without the framework's routing
+    # (same answers, less work per request: vecstore.api.hot_paths); false routes them like
+    # every request.
+    fast_path: bool = True
     # Requests per minute for a key with no limit of its own (the bootstrap admin key is never
     # limited); 0: no default limit.
     default_rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 0

@@ -9,7 +9,9 @@ vectors into FAISS, writes checkpoints and compacts indexes with many tombstones
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -48,25 +50,38 @@ log = logging.getLogger("vecstore.storage")
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 _IN_CHUNK = 500
+_SQLITE_MAX_PARAMETERS = 999
 
 
 def _insert_many(
     conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
 ) -> None:
-    """A plain DBAPI ``executemany``: Core's per-row parameter processing cost more than the
-    insert itself on bulk writes. Table and column names are constants from ``schema``."""
+    """Plain DBAPI inserts: Core's per-row parameter processing cost more than the insert
+    itself on bulk writes. Table and column names are constants from ``schema``.
+
+    SQLite gets multi-row ``VALUES`` statements rather than ``executemany``: the driver lets go
+    of the GIL around every statement step, and getting it back waits for whichever thread
+    holds it (up to the 5 ms switch interval) — per row with ``executemany``, so under
+    concurrent requests the writer, holding the writer lock, mostly waited. One step per
+    statement of up to 999 parameters (SQLite's smallest limit) makes that a few waits."""
     if not rows:
         return
     style = conn.dialect.paramstyle
+    names = ", ".join(columns)
     if style == "qmark":
-        marks = ", ".join("?" for _ in columns)
+        per_statement = max(1, _SQLITE_MAX_PARAMETERS // len(columns))
+        one = "(" + ", ".join("?" for _ in columns) + ")"
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            values = ", ".join([one] * len(chunk))
+            sql = f"INSERT INTO {table.name} ({names}) VALUES {values}"  # noqa: S608
+            conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk)))
     elif style in ("format", "pyformat"):
         marks = ", ".join("%s" for _ in columns)
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+        conn.exec_driver_sql(sql, rows)
     else:
         conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
-        return
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-    conn.exec_driver_sql(sql, rows)
 
 
 def _with_vectors() -> Any:
@@ -171,6 +186,52 @@ class StorageEngine:
         if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
             return None
         return Path(str(url.database))
+
+    # -- durable upserts ------------------------------------------------------------------------
+    # With synchronous=FULL SQLite fsyncs the WAL inside every commit, so the writer lock was
+    # held through each fsync (a quarter of a bulk ingest's time: docs/benchmarks.md). Upserts
+    # instead commit with synchronous=NORMAL (the frames are written, not synced) and fsync the
+    # WAL after leaving the lock, before the answer is sent: the next writer's transaction
+    # overlaps this one's fsync, and one fsync covers every commit written before it. An
+    # acknowledged upsert is as durable as under FULL: its frames are in the WAL on disk, or a
+    # checkpoint (which syncs the WAL first and the database after) has moved them into the
+    # database file. A reader may see such a write a few milliseconds before it is durable.
+    def _defers_sync(self) -> bool:
+        return self.sqlite_path is not None and self.config.sqlite_synchronous.upper() == "FULL"
+
+    @contextlib.contextmanager
+    def _upsert_transaction(self) -> Iterator[sa.Connection]:
+        if not self._defers_sync():
+            with self.db.begin() as conn:
+                yield conn
+            return
+        with self.db.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA synchronous=NORMAL")  # outside a transaction: pysqlite
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                try:
+                    raw.execute("PRAGMA synchronous=FULL")
+                except Exception:
+                    conn.invalidate()  # never hand a NORMAL connection back to the pool
+                    raise
+
+    def _sync_wal(self) -> None:
+        """fsync the WAL (caller has committed and released the writer lock)."""
+        db_path = self.sqlite_path
+        if db_path is None or not self._defers_sync():
+            return
+        try:
+            fd = os.open(f"{db_path}-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed into the database file (synced then) and removed
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # -- snapshots and restore --------------------------------------------------------------------
     def snapshot_into(self, target: Path) -> dict[int, tuple[str, int]]:
@@ -504,7 +565,7 @@ class StorageEngine:
                     f"collection '{name}' changed dimension during this request; retry it",
                     type_="collection_changed",
                 )
-            with self.db.begin() as conn:
+            with self._upsert_transaction() as conn:
                 existing = self._existing(conn, runtime.id, [w.external_id for w in writes])
                 statuses: list[str] = []
                 # Fold the writes in order: a later write of the same id sees the earlier one.
@@ -588,6 +649,7 @@ class StorageEngine:
                 seq=seq,
                 now=time.monotonic(),
             )
+        self._sync_wal()
         inserted = statuses.count("inserted")
         return WriteResult(statuses, inserted, len(statuses) - inserted)
 

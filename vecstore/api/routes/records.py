@@ -8,6 +8,7 @@ from typing import Any
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, delete, get, post
+from litestar.concurrency import sync_to_thread
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 from msgspec import UNSET
@@ -17,8 +18,9 @@ from vecstore.api.auth import check_scope, principal_of
 from vecstore.api.mappers import record_out
 from vecstore.api.openapi import ERROR_RESPONSES, SECURED
 from vecstore.api.paths import path_external_id
-from vecstore.api.state import services_of
+from vecstore.api.state import AppServices, services_of
 from vecstore.errors import PayloadTooLarge
+from vecstore.services.keys import Principal
 from vecstore.services.records import UpsertItem, WriteTiming
 
 # A 4096-d vector, 64 KiB of metadata and 100k characters of content fit well within this;
@@ -78,27 +80,13 @@ class RecordController(Controller):
         "/bulk_upsert",
         responses=ERROR_RESPONSES,
         opt={"role": "write"},
-        sync_to_thread=True,
         status_code=200,
     )
-    def bulk_upsert(
+    async def bulk_upsert(
         self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[w.BulkUpsertIn]
     ) -> w.Success[w.BulkUpsertOut]:
-        check_scope(principal_of(request), name, write=True)
-        result, timing, warnings = services_of(request.app.state).records.upsert(
-            name, [_item(i) for i in data.items]
-        )
-        return w.Success(
-            data=w.BulkUpsertOut(
-                results=[
-                    w.UpsertStatus(i.external_id, s)
-                    for i, s in zip(data.items, result.statuses, strict=True)
-                ],
-                inserted=result.inserted,
-                updated=result.updated,
-                timing_ms=_write_timing(timing) if data.include_timing else UNSET,
-                warnings=warnings or UNSET,
-            )
+        return await answer_bulk_upsert(
+            services_of(request.app.state), principal_of(request), name, data
         )
 
     @get(
@@ -308,3 +296,25 @@ def _check_line_length(line: bytearray) -> None:
         raise PayloadTooLarge(
             f"an import line is longer than {MAX_IMPORT_LINE_BYTES} bytes; split the record"
         )
+
+
+# Shared by the route and by ``hot_paths`` (the same answer either way).
+async def answer_bulk_upsert(
+    services: AppServices, principal: Principal, name: str, data: w.BulkUpsertIn
+) -> w.Success[w.BulkUpsertOut]:
+    check_scope(principal, name, write=True)
+    result, timing, warnings = await sync_to_thread(
+        services.records.upsert, name, [_item(i) for i in data.items]
+    )
+    return w.Success(
+        data=w.BulkUpsertOut(
+            results=[
+                w.UpsertStatus(i.external_id, s)
+                for i, s in zip(data.items, result.statuses, strict=True)
+            ],
+            inserted=result.inserted,
+            updated=result.updated,
+            timing_ms=_write_timing(timing) if data.include_timing else UNSET,
+            warnings=warnings or UNSET,
+        )
+    )

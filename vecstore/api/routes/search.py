@@ -135,7 +135,7 @@ class SearchController(Controller):
         )
 
 
-# The two hot reads, shared by their routes and by ``hot_reads`` (the same answer either way).
+# The two hot reads, shared by their routes and by ``hot_paths`` (the same answer either way).
 async def answer_search(
     services: AppServices, principal: Principal, name: str, data: w.SearchIn
 ) -> w.Success[w.SearchOut]:

@@ -1,4 +1,4 @@
-"""The lane for the hot reads (``api/hot_reads.py``): the same answers as Litestar's routing,
+"""The lane for the hot reads (``api/hot_paths.py``): the same answers as Litestar's routing,
 byte for byte, for every kind of request it may see; a use of a key is counted once; and
 anything it does not take is routed as usual."""
 
@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from tests.conftest import ADMIN_KEY, flush_indexes
 from tests.oracles import metric_value
-from vecstore.api.hot_reads import HotReads
+from vecstore.api.hot_paths import HotPaths
 from vecstore.api.state import services_of
 
 DIM = 4
@@ -24,12 +24,12 @@ SEARCH = "/v1/collections/docs/search"
 RERANK = "/v1/collections/docs/rerank"
 
 
-def _lane_of(app: Litestar) -> HotReads:
-    lane: HotReads = app.state.hot_reads
+def _lane_of(app: Litestar) -> HotPaths:
+    lane: HotPaths = app.state.hot_paths
     return lane
 
 
-def _lane(client: TestClient[Litestar]) -> HotReads:
+def _lane(client: TestClient[Litestar]) -> HotPaths:
     return _lane_of(client.app)
 
 
@@ -69,11 +69,21 @@ def _strip_timing(body: bytes) -> Any:
 
 
 def _both_ways(
-    client: TestClient[Litestar], path: str, content: bytes, headers: dict[str, str]
+    client: TestClient[Litestar],
+    path: str,
+    content: bytes,
+    headers: dict[str, str],
+    *,
+    before: Callable[[], None] | None = None,
+    state: Callable[[], Any] | None = None,
 ) -> tuple[Any, Any]:
+    """The same request through the lane and routed. For writes, ``before`` resets the starting
+    state and ``state`` reads what the write left, which is compared too."""
     lane = _lane(client)
     answers = []
     for enabled in (True, False):
+        if before is not None:
+            before()
         lane.enabled = enabled
         try:
             r = client.post(path, content=content, headers=headers)
@@ -83,7 +93,8 @@ def _both_ways(
         # Timings differ from call to call, and with them the length.
         varying = {"x-request-id"} | ({"content-length"} if b'"timing_ms"' in r.content else set())
         kept = {k: v for k, v in r.headers.items() if k not in varying}
-        answers.append((r.status_code, kept, _strip_timing(r.content)))
+        after = state() if state is not None else None
+        answers.append((r.status_code, kept, _strip_timing(r.content), after))
     return answers[0], answers[1]
 
 
@@ -162,6 +173,8 @@ def test_keys_are_checked_the_same_way(loaded: TestClient[Litestar]) -> None:
     created = loaded.post(
         "/v1/admin/keys", json={"name": "other", "role": "read", "collections": ["other-*"]}
     ).json()["data"]
+    # A first use reads the key from the database (routed); after it the lane may answer.
+    assert loaded.get("/v1/collections", headers={"x-api-key": created["key"]}).is_success
     body = json.dumps({"vector": _Q}).encode()
     for headers in (
         {"x-api-key": ""},
@@ -292,7 +305,131 @@ def test_the_setting_turns_the_lane_off(data_dir: Any) -> None:
     from tests.conftest import make_settings
     from vecstore.app import create_app
 
-    app = create_app(make_settings(data_dir, fast_read_path=False))
+    app = create_app(make_settings(data_dir, fast_path=False))
     assert _lane_of(app).enabled is False
     app = create_app(make_settings(data_dir, cors_allow_origins="https://app.example.com"))
     assert _lane_of(app).enabled is False  # CORS headers come from Litestar's middleware
+
+
+BULK = "/v1/collections/w/bulk_upsert"
+
+
+def _item(i: int, **extra: Any) -> dict[str, Any]:
+    return {"external_id": f"n{i}", "vector": [float(i + 1), 0.5, -0.25, 2.0], **extra}
+
+
+_WRITE_CASES: list[tuple[str, str, Any]] = [
+    ("floats", BULK, {"items": [_item(i) for i in range(3)]}),
+    ("base64", BULK, {"items": [{"external_id": "b", "vector": _b64([1, 2, 3, 4])}]}),
+    (
+        "metadata, content, timing",
+        BULK,
+        {
+            "items": [_item(1, metadata={"a": {"b": [1, "x"]}}, content="hello")],
+            "include_timing": True,
+        },
+    ),
+    ("an update", BULK, {"items": [_item(0, external_id="old", metadata={"v": 2})]}),
+    ("the same id twice", BULK, {"items": [_item(1), _item(1, metadata={"v": 2})]}),
+    ("lax types", BULK, {"items": [_item(1)], "include_timing": "true"}),
+    ("wrong dimension", BULK, {"items": [_item(0), {"external_id": "x", "vector": [1, 2]}]}),
+    ("bad base64", BULK, {"items": [{"external_id": "x", "vector": "@@@@"}]}),
+    ("zero vector", BULK, {"items": [{"external_id": "x", "vector": [0, 0, 0, 0]}]}),
+    ("no items", BULK, {"items": []}),
+    ("no external id", BULK, {"items": [{"vector": [1, 2, 3, 4]}]}),
+    ("text without a model", BULK, {"items": [{"external_id": "t", "text": "hello"}]}),
+    ("metadata not an object", BULK, {"items": [_item(1, metadata=[1, 2])]}),
+    ("metadata too deep", BULK, {"items": [_item(1, metadata={"a": [[[[[[[[[1]]]]]]]]]})]}),
+    ("huge metadata number", BULK, {"items": [_item(1, metadata={"n": 2**60})]}),
+    ("unknown field", BULK, {"items": [_item(1, colour="red")]}),
+    ("too many items", BULK, {"items": [_item(i) for i in range(1001)]}),
+    ("missing collection", "/v1/collections/nope/bulk_upsert", {"items": [_item(1)]}),
+    ("invalid name", "/v1/collections/-bad/bulk_upsert", {"items": [_item(1)]}),
+]
+
+
+def _fresh_w(client: TestClient[Litestar]) -> None:
+    client.delete("/v1/collections/w")
+    assert client.post("/v1/collections", json={"name": "w", "dim": DIM}).status_code == 201
+    seeded = {"items": [{"external_id": "old", "vector": [1, 1, 1, 1], "metadata": {"v": 1}}]}
+    assert client.post(BULK, json=seeded, headers={"x-api-key": ADMIN_KEY}).is_success
+
+
+def _state_of_w(client: TestClient[Litestar]) -> Any:
+    r = client.post("/v1/collections/w/scroll", json={"limit": 2000, "include_vectors": True})
+    return r.json()
+
+
+def _write_both_ways(
+    client: TestClient[Litestar], path: str, content: bytes, headers: dict[str, str]
+) -> tuple[Any, Any]:
+    """The same write into the same starting state, through the lane and routed: the answers
+    and the collection's contents afterwards."""
+    return _both_ways(
+        client,
+        path,
+        content,
+        headers,
+        before=lambda: _fresh_w(client),
+        state=lambda: _state_of_w(client),
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"), [(p, b) for _, p, b in _WRITE_CASES], ids=[c[0] for c in _WRITE_CASES]
+)
+def test_bulk_upsert_through_the_lane_answers_and_writes_like_the_routed_request(
+    client: TestClient[Litestar], path: str, payload: Any
+) -> None:
+    lane, routed = _write_both_ways(client, path, json.dumps(payload).encode(), {})
+    assert lane == routed
+
+
+@pytest.mark.parametrize("body", [b for _, b in _RAW_BODIES], ids=[n for n, _ in _RAW_BODIES])
+def test_bulk_upsert_bodies_the_lane_cannot_decode_get_the_routed_answer(
+    client: TestClient[Litestar], body: bytes
+) -> None:
+    lane, routed = _write_both_ways(client, BULK, body, {"content-type": "application/json"})
+    assert lane == routed
+
+
+def test_bulk_upsert_keys_are_checked_the_same_way(client: TestClient[Litestar]) -> None:
+    keys = [
+        client.post("/v1/admin/keys", json={"name": n, "role": role, "collections": scope}).json()[
+            "data"
+        ]["key"]
+        for n, role, scope in [("reader", "read", None), ("elsewhere", "write", ["other-*"])]
+    ]
+    for key in keys:  # a first use reads the key from the database (routed); then it is cached
+        assert client.get("/v1/collections", headers={"x-api-key": key}).is_success
+    body = json.dumps({"items": [_item(1)]}).encode()
+    for headers in (
+        {"x-api-key": ""},
+        {"x-api-key": "not-a-key"},
+        {"x-api-key": keys[0]},  # a read key may not write
+        {"x-api-key": keys[1]},  # out of scope: 403
+        {"authorization": f"Bearer {ADMIN_KEY}"},
+    ):
+        lane, routed = _write_both_ways(client, BULK, body, headers)
+        assert lane == routed, headers
+    assert lane[0] == 200
+
+
+def test_bulk_upsert_takes_the_lane(
+    client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fresh_w(client)
+    lane = _lane(client)
+    handed_on: list[str] = []
+    routed = lane.app
+
+    async def spy(scope: Any, receive: Any, send: Any) -> None:
+        handed_on.append(scope["path"])
+        await routed(scope, receive, send)
+
+    monkeypatch.setattr(lane, "app", spy)
+    assert client.post(BULK, json={"items": [_item(1)]}).is_success
+    assert client.post(BULK, json={"items": [{"external_id": "x"}]}).status_code == 400
+    assert handed_on == []
+    assert client.post(BULK, content=b"{bad").status_code == 422
+    assert handed_on == [BULK]
