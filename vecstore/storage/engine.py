@@ -9,7 +9,6 @@ vectors into FAISS, writes checkpoints and compacts indexes with many tombstones
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import threading
@@ -43,6 +42,7 @@ from vecstore.storage.collection import CollectionRuntime
 from vecstore.storage.database import create_engine, migrate
 from vecstore.storage.filters import Node, compile_sqlite
 from vecstore.storage.heap import release_free_memory
+from vecstore.storage.inserts import insert_rows
 from vecstore.storage.vector_index import CheckpointError, VectorIndex
 
 log = logging.getLogger("vecstore.storage")
@@ -50,38 +50,6 @@ log = logging.getLogger("vecstore.storage")
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 _IN_CHUNK = 500
-_SQLITE_MAX_PARAMETERS = 999
-
-
-def _insert_many(
-    conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
-) -> None:
-    """Plain DBAPI inserts: Core's per-row parameter processing cost more than the insert
-    itself on bulk writes. Table and column names are constants from ``schema``.
-
-    SQLite gets multi-row ``VALUES`` statements rather than ``executemany``: the driver lets go
-    of the GIL around every statement step, and getting it back waits for whichever thread
-    holds it (up to the 5 ms switch interval) — per row with ``executemany``, so under
-    concurrent requests the writer, holding the writer lock, mostly waited. One step per
-    statement of up to 999 parameters (SQLite's smallest limit) makes that a few waits."""
-    if not rows:
-        return
-    style = conn.dialect.paramstyle
-    names = ", ".join(columns)
-    if style == "qmark":
-        per_statement = max(1, _SQLITE_MAX_PARAMETERS // len(columns))
-        one = "(" + ", ".join("?" for _ in columns) + ")"
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            values = ", ".join([one] * len(chunk))
-            sql = f"INSERT INTO {table.name} ({names}) VALUES {values}"  # noqa: S608
-            conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk)))
-    elif style in ("format", "pyformat"):
-        marks = ", ".join("%s" for _ in columns)
-        sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
-        conn.exec_driver_sql(sql, rows)
-    else:
-        conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
 
 
 def _with_vectors() -> Any:
@@ -601,7 +569,7 @@ class StorageEngine:
                 vectors = np.stack([final[e][0] for e in exts]).astype(np.float32, copy=False)
                 self._delete_row_data(conn, runtime.id, killed)
                 id_list = new_ids.tolist()
-                _insert_many(
+                insert_rows(
                     conn,
                     t.records,
                     (
@@ -624,7 +592,7 @@ class StorageEngine:
                 )
                 blob = vectors.astype("<f4", copy=False).tobytes()
                 width = runtime.dim * 4
-                _insert_many(
+                insert_rows(
                     conn,
                     t.record_vectors,
                     ("collection_id", "internal_id", "vector"),
@@ -674,7 +642,7 @@ class StorageEngine:
     def _log(self, conn: sa.Connection, cid: int, killed: list[int], added: list[int]) -> int:
         entries = [(cid, i, "delete") for i in killed]
         entries += [(cid, i, "upsert") for i in added]
-        _insert_many(conn, t.changes, ("collection_id", "internal_id", "op"), entries)
+        insert_rows(conn, t.changes, ("collection_id", "internal_id", "op"), entries)
         return int(
             conn.execute(
                 sa.select(sa.func.max(t.changes.c.seq)).where(t.changes.c.collection_id == cid)

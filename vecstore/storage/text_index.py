@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 
+from vecstore.storage.inserts import insert_rows
+
 # Porter stemming on top of Unicode-aware word splitting, accents folded: "Running" finds "run".
 TOKENIZE = "porter unicode61 remove_diacritics 2"
 MAX_QUERY_TERMS = 64
@@ -49,11 +51,7 @@ def add(conn: sa.Connection, collection_id: int, rows: Iterable[tuple[int, str |
     if not available(conn):
         return
     values = [(iid, content) for iid, content in rows if content]
-    if values:
-        conn.exec_driver_sql(
-            f"INSERT INTO {table_name(collection_id)} (rowid, content) VALUES (?, ?)",  # noqa: S608
-            values,
-        )
+    insert_rows(conn, table_name(collection_id), ("rowid", "content"), values)
 
 
 def remove(conn: sa.Connection, collection_id: int, internal_ids: Sequence[int]) -> None:

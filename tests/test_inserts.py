@@ -1,0 +1,50 @@
+"""``storage.inserts.insert_rows``: every row arrives, in order, across statement boundaries."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from vecstore.storage.inserts import SQLITE_MAX_PARAMETERS, insert_rows
+
+_md = sa.MetaData()
+_wide = sa.Table(
+    "wide",
+    _md,
+    sa.Column("a", sa.Integer),
+    sa.Column("b", sa.String),
+    sa.Column("c", sa.LargeBinary),
+)
+
+
+@pytest.mark.parametrize(
+    "count",
+    [0, 1, SQLITE_MAX_PARAMETERS // 3, SQLITE_MAX_PARAMETERS // 3 + 1, 1000, 2 * 333 + 5],
+)
+def test_every_row_arrives_in_order(count: int) -> None:
+    engine = sa.create_engine("sqlite://")
+    rows = [(i, f"s{i}", bytes([i % 256]) * 3) for i in range(count)]
+    with engine.begin() as conn:
+        _md.create_all(conn)
+        insert_rows(conn, _wide, ("a", "b", "c"), rows)
+        got = conn.exec_driver_sql("SELECT a, b, c FROM wide ORDER BY rowid").fetchall()
+    assert [tuple(r) for r in got] == rows
+
+
+def test_a_table_by_name_and_a_single_column() -> None:
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE named (v INTEGER)")
+        insert_rows(conn, "named", ("v",), [(i,) for i in range(SQLITE_MAX_PARAMETERS + 2)])
+        got = conn.exec_driver_sql("SELECT v FROM named ORDER BY rowid").fetchall()
+    assert [r[0] for r in got] == list(range(SQLITE_MAX_PARAMETERS + 2))
+
+
+def test_a_failing_row_fails_the_whole_call() -> None:
+    engine = sa.create_engine("sqlite://")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE uniq (v INTEGER UNIQUE)")
+        conn.commit()
+        with pytest.raises(sa.exc.IntegrityError), conn.begin():
+            insert_rows(conn, "uniq", ("v",), [(1,), (2,), (1,)])
+        assert conn.exec_driver_sql("SELECT count(*) FROM uniq").scalar() == 0
