@@ -85,6 +85,8 @@ class RecordWrite:
     vector: FloatArray
     metadata: dict[str, Any] | Unset = UNSET
     content: str | Unset | None = UNSET
+    # ``metadata`` as stored JSON, when the caller has already encoded it (to size-check it)
+    metadata_json: str | None = None
 
 
 @dataclass(slots=True)

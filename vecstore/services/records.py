@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -38,6 +38,23 @@ class UpsertItem:
     text: str | None = None
     metadata: dict[str, Any] | Unset | None = UNSET
     content: str | Unset | None = UNSET
+
+
+class UpsertSource(Protocol):
+    """What an upsert reads of an item: an ``UpsertItem``, or any object with the same
+    attributes (the API passes its request Structs as they are: copying 1,000 items per
+    ``bulk_upsert`` into ``UpsertItem`` was a visible share of the request)."""
+
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def vector(self) -> Sequence[float] | str | None: ...
+    @property
+    def text(self) -> str | None: ...
+    @property
+    def metadata(self) -> dict[str, Any] | Unset | None: ...
+    @property
+    def content(self) -> str | Unset | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +86,20 @@ class RecordService:
                 type_="invalid_external_id",
             )
 
-    def check_metadata(self, metadata: dict[str, Any], field: str) -> None:
-        size = len(_encode(metadata))
+    def check_metadata(self, metadata: dict[str, Any], field: str) -> str:
+        """Check ``metadata`` against the limits; returns it encoded as JSON (what is stored)."""
+        encoded = _encode(metadata)
+        size = len(encoded)
         if size > self.limits.max_metadata_bytes:
             raise LimitExceeded(
                 f"{field} is {size} bytes of JSON; the limit is {self.limits.max_metadata_bytes}"
             )
-        if _deeper_than(metadata, MAX_JSON_DEPTH):
+        too_deep, bad = _json_problems(metadata, MAX_JSON_DEPTH)
+        if too_deep:
             raise LimitExceeded(
                 f"{field} nests objects and arrays more than {MAX_JSON_DEPTH} levels deep;"
                 " flatten it (dotted keys such as 'a.b' are matched by filters)"
             )
-        bad = _unsafe_number(metadata)
         if bad is not None:
             raise BadRequest(
                 f"{field} holds the number {bad!r:.40}; metadata numbers must be finite and"
@@ -88,6 +107,7 @@ class RecordService:
                 f" ones as strings",
                 type_="invalid_metadata",
             )
+        return encoded.decode()
 
     def check_content(self, content: object, field: str) -> None:
         if isinstance(content, str) and len(content) > self.limits.max_text_chars:
@@ -96,7 +116,7 @@ class RecordService:
             )
 
     def upsert(
-        self, name: str, items: Sequence[UpsertItem], *, field: str = "items"
+        self, name: str, items: Sequence[UpsertSource], *, field: str = "items"
     ) -> tuple[WriteResult, WriteTiming, list[str]]:
         started = time.perf_counter()
         info = self.collections.live(name)
@@ -115,13 +135,18 @@ class RecordService:
             metadata = item.metadata
             if metadata is None:
                 metadata = {}
+            metadata_json = None
             if not isinstance(metadata, Unset):
-                self.check_metadata(metadata, f"{field}[{i}].metadata")
+                metadata_json = self.check_metadata(metadata, f"{field}[{i}].metadata")
             content = item.content
             if isinstance(content, Unset) and item.text is not None:
                 content = item.text  # content defaults to the embedded text
             self.check_content(content, "content" if field == "item" else f"{field}[{i}].content")
-            writes.append(RecordWrite(item.external_id, np.zeros(0, np.float32), metadata, content))
+            writes.append(
+                RecordWrite(
+                    item.external_id, np.zeros(0, np.float32), metadata, content, metadata_json
+                )
+            )
         given = [(i, it.vector) for i, it in enumerate(items) if it.vector is not None]
         if given:
             matrix = as_matrix(
@@ -280,10 +305,28 @@ def _text_field(field: str, i: int) -> str:
     return "text" if field == "item" else f"{field}[{i}].text"
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """True when objects and arrays in ``value`` nest more than ``limit`` levels (iterative:
-    the check itself never recurses)."""
-    stack = [(value, 1)]
+_SCALARS = (str, bool, type(None))
+
+
+def _json_problems(value: dict[str, Any], depth_limit: int) -> tuple[bool, int | float | None]:
+    """(objects and arrays nest deeper than ``depth_limit``, the first number that filters
+    could not compare exactly) in one walk that never recurses. Depth is what is reported
+    when both are wrong; the walk order matches the number check's earlier, separate walk."""
+    # Most metadata is one flat object of scalars: settle that without building a stack.
+    for item in value.values():
+        kind = type(item)
+        if kind is int:
+            if not -SAFE_INTEGER <= item <= SAFE_INTEGER:
+                break
+        elif kind is float:
+            if not math.isfinite(item):
+                break
+        elif kind not in _SCALARS:
+            break
+    else:
+        return False, None
+    bad: int | float | None = None
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
@@ -291,31 +334,17 @@ def _deeper_than(value: Any, limit: int) -> bool:
         elif isinstance(item, list):
             children = item
         else:
+            if bad is None and not isinstance(item, bool) and isinstance(item, (int, float)):
+                if isinstance(item, int):
+                    if not -SAFE_INTEGER <= item <= SAFE_INTEGER:
+                        bad = item
+                elif not math.isfinite(item):
+                    bad = item
             continue
-        if depth > limit:
-            return True
+        if depth > depth_limit:
+            return True, None
         stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def _unsafe_number(value: Any) -> int | float | None:
-    """The first number in a JSON value that filters could not compare exactly, if any."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, bool) or item is None or isinstance(item, str):
-            continue
-        if isinstance(item, int):
-            if not -SAFE_INTEGER <= item <= SAFE_INTEGER:
-                return item
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return item
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return None
+    return False, bad
 
 
 # A scroll cursor is a position, not a capability: every page is authorised afresh against the

@@ -42,7 +42,7 @@ from vecstore.storage.collection import CollectionRuntime
 from vecstore.storage.database import create_engine, migrate
 from vecstore.storage.filters import Node, compile_sqlite
 from vecstore.storage.heap import release_free_memory
-from vecstore.storage.inserts import insert_rows
+from vecstore.storage.inserts import insert_rows, placeholder
 from vecstore.storage.vector_index import CheckpointError, VectorIndex
 
 log = logging.getLogger("vecstore.storage")
@@ -549,11 +549,12 @@ class StorageEngine:
                     else:
                         base_meta, base_content, version = "{}", None, 1
                     statuses.append("inserted" if prior is None and stored is None else "updated")
-                    meta = (
-                        base_meta
-                        if isinstance(w.metadata, Unset)
-                        else _json_encode(w.metadata).decode()
-                    )
+                    if isinstance(w.metadata, Unset):
+                        meta = base_meta
+                    elif w.metadata_json is not None:
+                        meta = w.metadata_json
+                    else:
+                        meta = _json_encode(w.metadata).decode()
                     content = base_content if isinstance(w.content, Unset) else w.content
                     final[w.external_id] = (w.vector, meta, content, version)
                 for ext in final:
@@ -626,17 +627,29 @@ class StorageEngine:
     ) -> dict[str, tuple[int, str, str | None, int]]:
         out: dict[str, tuple[int, str, str | None, int]] = {}
         unique = list(dict.fromkeys(external_ids))
+        mark = placeholder(conn)
         for chunk in _chunks(unique):
-            for r in conn.execute(
-                sa.select(
-                    t.records.c.external_id,
-                    t.records.c.internal_id,
-                    t.records.c.metadata,
-                    t.records.c.content,
-                    t.records.c.version,
-                ).where(t.records.c.collection_id == cid, t.records.c.external_id.in_(chunk))
-            ):
-                out[r.external_id] = (int(r.internal_id), r.metadata, r.content, int(r.version))
+            if mark is None:
+                rows: Any = conn.execute(
+                    sa.select(
+                        t.records.c.external_id,
+                        t.records.c.internal_id,
+                        t.records.c.metadata,
+                        t.records.c.content,
+                        t.records.c.version,
+                    ).where(t.records.c.collection_id == cid, t.records.c.external_id.in_(chunk))
+                )
+            else:
+                # Straight to the driver: compiling Core's expanding IN for every bulk write
+                # cost more than the lookup (py-spy of a bulk_upsert).
+                marks = ", ".join([mark] * len(chunk))
+                sql = (
+                    "SELECT external_id, internal_id, metadata, content, version FROM records"  # noqa: S608
+                    f" WHERE collection_id = {mark} AND external_id IN ({marks})"
+                )
+                rows = conn.exec_driver_sql(sql, (cid, *chunk))
+            for ext, iid, meta, content, version in rows:
+                out[ext] = (int(iid), meta, content, int(version))
         return out
 
     def _log(self, conn: sa.Connection, cid: int, killed: list[int], added: list[int]) -> int:

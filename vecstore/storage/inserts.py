@@ -1,4 +1,4 @@
-"""Bulk inserts through the DBAPI, below SQLAlchemy Core.
+"""Bulk inserts (and their parameter marks) through the DBAPI, below SQLAlchemy Core.
 
 Core's per-row parameter processing cost more than the insert itself on bulk writes, so the
 writers call the driver directly. Table and column names passed here are constants of the
@@ -22,6 +22,16 @@ import sqlalchemy as sa
 SQLITE_MAX_PARAMETERS = 999
 
 
+def placeholder(conn: sa.Connection) -> str | None:
+    """The driver's positional parameter mark, or None for a style not handled here."""
+    style = conn.dialect.paramstyle
+    if style == "qmark":
+        return "?"
+    if style in ("format", "pyformat"):
+        return "%s"
+    return None
+
+
 def insert_rows(
     conn: sa.Connection,
     table: sa.Table | str,
@@ -34,8 +44,8 @@ def insert_rows(
         return
     name = table if isinstance(table, str) else table.name
     names = ", ".join(columns)
-    style = conn.dialect.paramstyle
-    if style == "qmark":
+    mark = placeholder(conn)
+    if mark == "?":
         per_statement = max(1, SQLITE_MAX_PARAMETERS // len(columns))
         one = "(" + ", ".join("?" for _ in columns) + ")"
         for start in range(0, len(rows), per_statement):
@@ -43,11 +53,11 @@ def insert_rows(
             values = ", ".join([one] * len(chunk))
             sql = f"INSERT INTO {name} ({names}) VALUES {values}"  # noqa: S608
             conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk)))
-    elif style in ("format", "pyformat"):
-        marks = ", ".join("%s" for _ in columns)
+    elif mark is not None:
+        marks = ", ".join(mark for _ in columns)
         sql = f"INSERT INTO {name} ({names}) VALUES ({marks})"  # noqa: S608
         conn.exec_driver_sql(sql, list(rows))
     elif isinstance(table, sa.Table):
         conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
     else:
-        raise ValueError(f"no bulk insert by table name for paramstyle {style!r}")
+        raise ValueError(f"no bulk insert by table name for paramstyle {conn.dialect.paramstyle!r}")

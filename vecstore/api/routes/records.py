@@ -21,23 +21,13 @@ from vecstore.api.paths import path_external_id
 from vecstore.api.state import AppServices, services_of
 from vecstore.errors import PayloadTooLarge
 from vecstore.services.keys import Principal
-from vecstore.services.records import UpsertItem, WriteTiming
+from vecstore.services.records import WriteTiming
 
 # A 4096-d vector, 64 KiB of metadata and 100k characters of content fit well within this;
 # with 1000 lines buffered per transaction it also bounds an import's memory.
 MAX_IMPORT_LINE_BYTES = 2 * 1024 * 1024
 MAX_IMPORT_BATCH_BYTES = 32 * 1024 * 1024
 _encoder = msgspec.json.Encoder()
-
-
-def _item(data: JSONBody[w.UpsertIn]) -> UpsertItem:
-    return UpsertItem(
-        external_id=data.external_id,
-        vector=data.vector,
-        text=data.text,
-        metadata=data.metadata,
-        content=data.content,
-    )
 
 
 def _write_timing(timing: WriteTiming) -> w.WriteTiming:
@@ -65,7 +55,7 @@ class RecordController(Controller):
     ) -> w.Success[w.UpsertOut]:
         check_scope(principal_of(request), name, write=True)
         result, timing, warnings = services_of(request.app.state).records.upsert(
-            name, [_item(data)], field="item"
+            name, [data], field="item"
         )
         return w.Success(
             data=w.UpsertOut(
@@ -303,9 +293,7 @@ async def answer_bulk_upsert(
     services: AppServices, principal: Principal, name: str, data: w.BulkUpsertIn
 ) -> w.Success[w.BulkUpsertOut]:
     check_scope(principal, name, write=True)
-    result, timing, warnings = await sync_to_thread(
-        services.records.upsert, name, [_item(i) for i in data.items]
-    )
+    result, timing, warnings = await sync_to_thread(services.records.upsert, name, data.items)
     return w.Success(
         data=w.BulkUpsertOut(
             results=[
