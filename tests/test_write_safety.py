@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -241,3 +242,87 @@ def test_with_synchronous_normal_the_engine_never_fsyncs(
         assert _synchronous_of_pooled_connections(eng) == {1}
     finally:
         eng.close()
+
+
+def _traced_statements(engine: Any) -> list[tuple[str, bool]]:
+    """Every statement new pooled connections run: (SQL, whether the writer lock was held)."""
+    statements: list[tuple[str, bool]] = []
+
+    @sa.event.listens_for(engine.db, "connect")
+    def _trace(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.set_trace_callback(
+            lambda sql: statements.append((sql, engine._write_lock.locked()))
+        )
+
+    engine.db.dispose()  # the pool's connections are made again, traced
+    return statements
+
+
+def _rows(prefix: str, n: int) -> list[RecordWrite]:
+    return [RecordWrite(f"{prefix}{i}", np.array([1, i], dtype=np.float32), {}) for i in range(n)]
+
+
+def _checkpoints(statements: list[tuple[str, bool]]) -> list[bool]:
+    return [held for sql, held in statements if sql == "PRAGMA wal_checkpoint(PASSIVE)"]
+
+
+def test_upserts_checkpoint_the_wal_after_leaving_the_writer_lock(engine: Any) -> None:
+    engine.create_collection(
+        name="a", dim=2, metric="l2", description=None, params=IndexParams(), embedding_model=None
+    )
+    statements = _traced_statements(engine)
+    engine.upsert("a", _rows("x", 600))
+    assert _checkpoints(statements) == []  # not yet 1,000 rows since the last one
+    engine.upsert("a", _rows("y", 600))
+    assert _checkpoints(statements) == [False]
+    # The commits themselves ran with SQLite's own checkpoint off, set while the lock was held.
+    assert [held for sql, held in statements if sql == "PRAGMA wal_autocheckpoint=0"] == [True] * 2
+    conns = [engine.db.connect() for _ in range(4)]
+    try:
+        assert {c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() for c in conns} == {1000}
+    finally:
+        for c in conns:
+            c.close()
+    assert engine.count("a", None) == 1200
+
+
+def test_past_the_wal_bound_upserts_checkpoint_in_their_commit_again(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vecstore.storage.engine as engine_module
+
+    engine.create_collection(
+        name="a", dim=2, metric="l2", description=None, params=IndexParams(), embedding_model=None
+    )
+    statements = _traced_statements(engine)
+    monkeypatch.setattr(engine_module, "_WAL_BOUND_FRAMES", -2)  # every WAL is "too long"
+    engine.upsert("a", _rows("x", 1000))  # commits without, then checkpoints: over the bound
+    engine.upsert("a", _rows("y", 10))
+    skipped = [sql for sql, _ in statements if sql == "PRAGMA wal_autocheckpoint=0"]
+    assert len(skipped) == 1  # the second commit left SQLite's checkpoint on
+    monkeypatch.setattr(engine_module, "_WAL_BOUND_FRAMES", 16384)
+    engine.upsert("a", _rows("z", 1000))  # checkpoints: under the bound again
+    engine.upsert("a", _rows("w", 10))
+    assert len([sql for sql, _ in statements if sql == "PRAGMA wal_autocheckpoint=0"]) == 2
+
+
+def test_a_failed_wal_checkpoint_does_not_fail_the_acknowledged_upsert(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    engine.create_collection(
+        name="a", dim=2, metric="l2", description=None, params=IndexParams(), embedding_model=None
+    )
+    real_connect = engine.db.connect
+
+    def connect() -> Any:
+        if sys._getframe(1).f_code.co_name == "_checkpoint_wal":
+            raise OSError(28, "No space left on device")
+        return real_connect()
+
+    monkeypatch.setattr(engine.db, "connect", connect)
+    result = engine.upsert("a", _rows("x", 1000))
+    assert result.inserted == 1000
+    assert engine.count("a", None) == 1000
+    assert engine._wal_checkpoint_in_commit  # SQLite checkpoints in commits meanwhile
