@@ -375,12 +375,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base64": _base64_decoding(repeats=10 * args.rounds),
         "client_cpu": _client_cpu(args.requests, args.rounds),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"request-path-{results['date']}{'-' + args.tag if args.tag else ''}"
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(_markdown(results))
-    print(_markdown(results))
+    stem = f"request-path-{results['date']}{'-' + args.tag if args.tag else ''}"
+    write_results(args.out, stem, results, _markdown(results))
     return 0
+
+
+def write_results(out: Path, stem: str, results: dict[str, Any], text: str) -> None:
+    """``<out>/<stem>.json`` and ``.md`` (``text``, also printed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from vecstore.api.routes.search import SearchController
 from vecstore.api.routes.snapshots import SnapshotController
 from vecstore.api.state import AppServices
 from vecstore.api.timeouts import TimeoutMiddleware
+from vecstore.gc_freeze import freeze_startup_objects, unfreeze
 from vecstore.inference.batcher import BatchPolicy
 from vecstore.inference.host import InferenceConfig, ModelHost
 from vecstore.inference.registry import ModelRegistry
@@ -206,6 +207,7 @@ def create_app(
             log.exception("the storage engine failed to open; the server stays not-ready")
         if services.models is not None and settings.preload_models:
             services.models.preload()  # a broken model is logged; its routes answer 503
+        freeze_startup_objects()  # once the heap holds what lives as long as the server
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -280,3 +282,4 @@ def _shutdown(services: AppServices, opener: threading.Thread) -> None:
     if services.models is not None:
         services.models.close()
     services.engine.close()
+    unfreeze()
