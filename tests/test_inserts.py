@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
@@ -48,3 +50,41 @@ def test_a_failing_row_fails_the_whole_call() -> None:
         with pytest.raises(sa.exc.IntegrityError), conn.begin():
             insert_rows(conn, "uniq", ("v",), [(1,), (2,), (1,)])
         assert conn.exec_driver_sql("SELECT count(*) FROM uniq").scalar() == 0
+
+
+class _Recording:
+    """A connection for a ``format``-paramstyle driver (psycopg) that records what it is sent."""
+
+    class dialect:  # mirrors sa.Connection.dialect
+        paramstyle = "format"
+
+    def __init__(self, rows: list[tuple[object, ...]] | None = None) -> None:
+        self.sent: list[tuple[str, object]] = []
+        self.rows = rows or []
+
+    def exec_driver_sql(self, sql: str, params: object) -> list[tuple[object, ...]]:
+        self.sent.append((sql, params))
+        return self.rows
+
+
+def test_a_format_driver_gets_one_executemany_with_percent_marks() -> None:
+    conn: Any = _Recording()
+    insert_rows(conn, _wide, ("a", "b", "c"), [(1, "x", b"1"), (2, "y", b"2")])
+    assert conn.sent == [
+        ("INSERT INTO wide (a, b, c) VALUES (%s, %s, %s)", [(1, "x", b"1"), (2, "y", b"2")])
+    ]
+
+
+def test_the_existing_id_lookup_on_a_format_driver() -> None:
+    from vecstore.storage.engine import StorageEngine
+
+    conn: Any = _Recording(rows=[("b", 7, '{"k": 1}', None, 2)])
+    found = StorageEngine._existing(None, conn, 3, ["a", "b", "a"])  # type: ignore[arg-type]
+    assert conn.sent == [
+        (
+            "SELECT external_id, internal_id, metadata, content, version FROM records"
+            " WHERE collection_id = %s AND external_id IN (%s, %s)",
+            (3, "a", "b"),
+        )
+    ]
+    assert found == {"b": (7, '{"k": 1}', None, 2)}
