@@ -267,7 +267,8 @@ def create_app(
     # Wrap Litestar's own ASGI handler (not a Litestar middleware, which runs after routing) so
     # that every response, 404s included, gets a request id, a log line and metrics.
     # Inside it, the request timeout: a timed-out request is still logged and counted.
-    # Innermost, the lane for the two hot reads (it hands anything unusual to Litestar).
+    # Innermost, the lane for search, rerank and bulk_upsert (it hands anything unusual to
+    # Litestar).
     app.state.hot_paths = hot_paths = HotPaths(app.asgi_handler, services)
     app.asgi_handler = RequestContextMiddleware(
         TimeoutMiddleware(hot_paths, settings.request_timeout_s, services.metrics),
