@@ -1,13 +1,17 @@
-"""Memory knobs: the SQLite page cache per connection, and handing freed heap back to the OS
-(the indexer's use of it is tested in test_indexer.py)."""
+"""Memory knobs: the SQLite page cache per connection, the allocator's mmap threshold, and
+handing freed heap back to the OS (the indexer's use of it is tested in test_indexer.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 import sqlalchemy as sa
+from litestar.testing import TestClient
 
+from tests.conftest import wait_ready
+from vecstore.app import create_app
 from vecstore.settings import Settings
 from vecstore.storage import heap
 from vecstore.storage.database import create_engine
@@ -42,3 +46,54 @@ def test_releasing_free_memory_is_safe_to_call_anywhere(monkeypatch: pytest.Monk
         assert heap.release_free_memory() is False
     finally:
         heap._malloc_trim.cache_clear()
+
+
+def test_the_mmap_threshold_setting_defaults_to_128_kib_and_rejects_nonsense() -> None:
+    assert Settings.from_env({}).heap_mmap_threshold_kib == 128
+    assert Settings.from_env({"VECSTORE_HEAP_MMAP_THRESHOLD_KIB": "0"}).heap_mmap_threshold_kib == 0
+    for bad in ("-1", "40000", "big"):
+        with pytest.raises(ValueError, match="heap_mmap_threshold_kib"):
+            Settings.from_env({"VECSTORE_HEAP_MMAP_THRESHOLD_KIB": bad})
+
+
+def test_the_mmap_threshold_goes_to_mallopt_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+
+    def fake_mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
+
+    monkeypatch.setattr(heap, "_mallopt", lambda: fake_mallopt)
+    assert heap.set_mmap_threshold(128) is True
+    assert heap.set_mmap_threshold(0) is False  # 0: glibc's own default, nothing is set
+    assert calls == [(-3, 128 * 1024)]  # M_MMAP_THRESHOLD
+
+
+def test_glibc_takes_the_threshold_and_other_platforms_ignore_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    if sys.platform.startswith("linux") and heap._mallopt() is not None:
+        assert heap.set_mmap_threshold(128) is True
+    heap._mallopt.cache_clear()
+    monkeypatch.setattr(heap.sys, "platform", "darwin")
+    try:
+        assert heap.set_mmap_threshold(128) is False
+    finally:
+        heap._mallopt.cache_clear()
+
+
+@pytest.mark.parametrize("kib", [128, 0])
+def test_the_server_sets_the_threshold_before_opening_the_engine(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, kib: int
+) -> None:
+    import vecstore.app as app_module
+
+    seen: list[int] = []
+    monkeypatch.setattr(app_module, "set_mmap_threshold", lambda k: bool(seen.append(k)))
+    app = create_app(msgspec.structs.replace(settings, heap_mmap_threshold_kib=kib))
+    with TestClient(app=app) as client:
+        wait_ready(client)
+        assert client.get("/health").status_code == 200
+    assert seen == [kib]

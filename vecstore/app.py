@@ -52,6 +52,7 @@ from vecstore.services.snapshots import SnapshotService
 from vecstore.services.vectors import QueryResolver
 from vecstore.settings import Settings
 from vecstore.storage.engine import EngineConfig, StorageEngine
+from vecstore.storage.heap import set_mmap_threshold
 from vecstore.storage.keys import KeyStore
 
 log = logging.getLogger("vecstore")
@@ -211,6 +212,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Before the engine loads anything, so loaded records pack densely (vecstore.storage.heap).
+        set_mmap_threshold(settings.heap_mmap_threshold_kib)
         # Open in the background so /health and /ready answer while indexes load.
         thread = threading.Thread(target=open_engine, name="vecstore-open", daemon=True)
         thread.start()

@@ -4,12 +4,19 @@ Correctness rests on the row table (a mirror of the committed ``records`` rows):
 the index returns is checked against it, so a deleted or replaced record is never returned even
 before its tombstone reaches the index. Rows newer than the index watermark form the "fresh"
 segment, scanned exactly on every search until the background indexer moves them into FAISS.
+
+Each vector is held once. When the index stores exact vectors (flat, HNSW-flat), the table frees
+its copy of every row the indexer has moved into FAISS and reads those rows from the index's
+storage instead, under the index lock (an ``add`` may move that memory). Lock order: table lock,
+then index lock.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import msgspec
@@ -143,11 +150,39 @@ class CollectionRuntime:
             if node is not None:
                 allowed_rows = self._matching_rows(node)
                 if exact or len(allowed_rows) <= self.exact_filter_max_matches:
-                    return self._top(allowed_rows, q, n)
+                    with self._reading_vectors(blocking=blocking):
+                        return self._top(allowed_rows, q, n)
             elif exact:
-                return self._top(self._scan_rows(0, table.size, q, n), q, n)
+                with self._reading_vectors(blocking=blocking):
+                    return self._top(self._scan_rows(0, table.size, q, n), q, n)
             with self.index_lock.read(blocking=blocking):
                 return self._index_search(q, n, ef_search, allowed_rows)
+
+    @contextmanager
+    def _reading_vectors(self, *, blocking: bool = True) -> Iterator[None]:
+        """The index lock a vector read needs, taken only when some rows live in the index
+        alone (caller holds the table lock, so the table's vector base cannot move)."""
+        if self.table.vector_base == 0:
+            yield
+            return
+        with self.index_lock.read(blocking=blocking):
+            yield
+
+    def _vectors_of(self, rows: np.ndarray) -> FloatArray:
+        """Copies of the vectors of live ``rows``, from the table or, below its vector base,
+        from the index (caller holds the table lock and, see ``_reading_vectors``, the index
+        lock)."""
+        table = self.table
+        base = table.vector_base
+        if base == 0 or len(rows) == 0 or int(rows.min()) >= base:
+            return table.vectors_of(rows)
+        low = rows < base
+        out: FloatArray = np.empty((len(rows), self.dim), dtype=np.float32)
+        positions = self.index.positions_of_indexed(table.ids[rows[low]])
+        out[low] = self.index.stored_vectors()[positions]
+        if not bool(low.all()):
+            out[~low] = table.vectors_of(rows[~low])
+        return out
 
     def _index_search(
         self, q: FloatArray, n: int, ef_search: int | None, allowed_rows: np.ndarray | None
@@ -197,27 +232,45 @@ class CollectionRuntime:
     def _top(self, rows: np.ndarray, q: FloatArray, n: int) -> list[Hit]:
         if len(rows) == 0 or n <= 0:
             return []
-        table = self.table
         rows = _sorted_unique(rows)  # sorted by row == by internal id: a stable tie-break
-        scores = self.scores(table.vectors[rows], q)
+        scores = self.scores(self._vectors_of(rows), q)
         keep = _best(scores, n)
         rows, scores = rows[keep], scores[keep]
         order = np.lexsort((rows, -scores))[:n]
         return self._scored(rows[order], scores[order])
 
     def _scan_rows(self, start: int, stop: int, q: FloatArray, n: int) -> np.ndarray:
-        """The best ``n`` live rows in ``[start, stop)`` (ties kept), scored on views of the
-        table in chunks: no copy of the scanned vectors, bounded temporary memory."""
+        """The best ``n`` live rows in ``[start, stop)`` (ties kept), scored on views in chunks:
+        no copy of the scanned vectors, bounded temporary memory. Rows below the table's vector
+        base are scanned in the index's storage (caller holds both locks)."""
         table = self.table
         found: list[np.ndarray] = []
-        for lo in range(start, stop, _SCAN_CHUNK):
-            hi = min(lo + _SCAN_CHUNK, stop)
-            scores = self.scores(table.vectors[lo:hi], q)
-            alive = table.alive[lo:hi]
+        base = table.vector_base
+        if start < base and bool(table.alive[start : min(stop, base)].any()):
+            found.append(self._scan_indexed(start, min(stop, base), q, n))
+        for lo, view in table.vector_ranges(max(start, base), max(stop, base), _SCAN_CHUNK):
+            scores = self.scores(view, q)
+            alive = table.alive[lo : lo + len(view)]
             scores[~alive] = -np.inf
             keep = _best(scores, n)
             keep = keep[alive[keep]]  # not isfinite: a live score may overflow to -inf
             found.append(lo + keep)
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    def _scan_indexed(self, start: int, stop: int, q: FloatArray, n: int) -> np.ndarray:
+        """``_scan_rows`` for rows the index alone holds: walk its storage by position and keep
+        the positions whose id is a live row in ``[start, stop)``."""
+        index, table = self.index, self.table
+        stored = index.stored_vectors()
+        found: list[np.ndarray] = []
+        for lo in range(0, index.ntotal, _SCAN_CHUNK):
+            hi = min(lo + _SCAN_CHUNK, index.ntotal)
+            rows = table.rows_for_ids(index.ids[lo:hi])
+            wanted = (rows >= start) & (rows < stop)  # dead or absent rows are -1
+            scores = self.scores(stored[lo:hi], q)
+            scores[~wanted] = -np.inf
+            keep = _best(scores, n)
+            found.append(rows[keep[wanted[keep]]])
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
     def _scored(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
@@ -257,14 +310,14 @@ class CollectionRuntime:
         """Exact scores of live records given by internal id, in the given order (absent or
         deleted ids are left out). Without a query every score is 0: metadata only."""
         q = None if query is None else self.to_index_space(query.reshape(-1))
-        with self.table_lock.read():
+        with self.table_lock.read(), self._reading_vectors():
             rows = self.table.rows_for_ids(np.asarray(internal_ids, dtype=np.int64))
             rows = rows[rows >= 0]
             if len(rows) == 0:
                 return []
             if q is None:
                 return self._scored(rows, np.zeros(len(rows)))
-            return self._scored(rows, self.scores(self.table.vectors[rows], q))
+            return self._scored(rows, self.scores(self._vectors_of(rows), q))
 
     def count(self, node: Node | None) -> int:
         if node is None:
@@ -286,7 +339,7 @@ class CollectionRuntime:
         decodes its metadata, so a 1,000-candidate call asking for 10 builds 10).
         ``blocking=False``: raise ``WouldBlock`` instead of waiting for a writer."""
         q = self.to_index_space(query.reshape(-1))
-        with self.table_lock.read(blocking=blocking):
+        with self.table_lock.read(blocking=blocking), self._reading_vectors(blocking=blocking):
             table = self.table
             found = list(map(table.row_by_external.get, external_ids))  # C-level lookups
             if None in found:
@@ -297,7 +350,7 @@ class CollectionRuntime:
             rows = np.asarray(found, dtype=np.int64)
             if len(rows) == 0:
                 return [], not_found
-            scores = self.scores(table.vectors[rows], q)
+            scores = self.scores(self._vectors_of(rows), q)
             order = np.argsort(-scores, kind="stable")
             if score_threshold is not None:
                 order = order[scores[order] >= score_threshold]
@@ -306,11 +359,12 @@ class CollectionRuntime:
             return self._scored(rows[order], scores[order]), not_found
 
     def index_vector_of(self, external_id: str) -> tuple[int, FloatArray] | None:
-        with self.table_lock.read():
+        with self.table_lock.read(), self._reading_vectors():
             row = self.table.row_by_external.get(external_id)
             if row is None:
                 return None
-            return int(self.table.ids[row]), self.table.vectors[row].copy()
+            rows = np.asarray([row], dtype=np.int64)
+            return int(self.table.ids[row]), self._vectors_of(rows)[0]
 
     # -- background work (indexer thread only) ------------------------------------------------
     def fresh_count(self) -> int:
@@ -331,23 +385,35 @@ class CollectionRuntime:
                 # arrive they stay in the (exactly scanned) fresh segment.
                 if len(rows) < MIN_TRAINING_VECTORS:
                     return did
-                sample = table.vectors[rows[:MAX_TRAINING_VECTORS]].copy()
+                # Fresh rows: the table holds their vectors (rows the index lacks never lose
+                # theirs), and vectors_of copies.
+                sample = table.vectors_of(rows[:MAX_TRAINING_VECTORS])
                 with self.index_lock.write():
                     self.index.train(sample)
             rows = rows[: max(0, min(batch_size, len(rows) - keep_fresh))]
             if len(rows) == 0:
                 return did
             ids = table.ids[rows].copy()
-            vectors = table.vectors[rows].copy()
+            vectors = table.vectors_of(rows)
         with self.index_lock.write():
             self.index.add(ids, vectors)
+        del vectors
         # A writer may have replaced some of these rows after we copied them.
         with self.table_lock.read():
             gone = ids[self.table.rows_for_ids(ids) < 0]
         if len(gone):
             with self.index_lock.write():
                 self.index.kill(gone)
+        self.release_indexed_vectors()
         return True
+
+    def release_indexed_vectors(self) -> None:
+        """Free the table's copy of every row up to the index watermark, when the index keeps
+        exact vectors: each live one of them is in the index (indexer thread, or load)."""
+        if not self.index.holds_exact_vectors:
+            return
+        with self.table_lock.write():
+            self.table.drop_vectors_below(self.table.first_row_after(self.index.watermark))
 
     def _apply_pending_kills(self) -> bool:
         batches = []
@@ -369,12 +435,12 @@ class CollectionRuntime:
 
     def rebuild_index(self, batch_size: int) -> None:
         """Build a compacted index from the live indexed rows, then swap it in."""
-        with self.table_lock.read():
+        with self.table_lock.read(), self.index_lock.read():
             table = self.table
             end = table.first_row_after(self.index.watermark)
             rows = np.flatnonzero(table.alive[:end])
             ids = table.ids[rows].copy()
-            vectors = table.vectors[rows].copy()
+            vectors = self._vectors_of(rows)
         fresh = VectorIndex(self.dim, self.metric, self.params)
         if fresh.needs_training:
             if len(ids) < MIN_TRAINING_VECTORS:

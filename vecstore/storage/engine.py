@@ -134,6 +134,8 @@ class StorageEngine:
             except Exception as exc:  # one bad collection never stops the server
                 log.exception("collection %s failed to load", row.name)
                 self._broken[row.name] = f"{type(exc).__name__}: {exc}"
+        # Loading read every vector into the row tables, then freed those the checkpoints hold.
+        release_free_memory()
         self.ready = True
         if start_indexer:
             self._indexer = threading.Thread(
@@ -367,6 +369,7 @@ class StorageEngine:
                 runtime.index = index
                 runtime.checkpoint_seq = checkpoint_seq
                 runtime.sync_index_with_table()
+                runtime.release_indexed_vectors()
                 # What the file lacks (fresh rows, tombstones) makes the next checkpoint due.
                 runtime.changes_since_checkpoint = runtime.fresh_count() + index.tombstones
                 log.info(

@@ -10,6 +10,8 @@ oracle. Rows are the ``VectorTable``'s rows; dead rows are masked out by the cal
 
 from __future__ import annotations
 
+import math
+from array import array
 from typing import Any
 
 import numpy as np
@@ -52,12 +54,16 @@ def _scalar_equal(element: Any, value: Any) -> bool:
 
 
 class _Column:
+    """One key path's values. Rows, kinds and numbers are packed machine arrays (8, 1 and 8 bytes
+    a row) rather than lists of Python ints and floats (~40 bytes a row each), since a column
+    lives as long as its collection."""
+
     __slots__ = ("_cache", "arrays", "kinds", "nums", "rows", "strs")
 
     def __init__(self) -> None:
-        self.rows: list[int] = []
-        self.kinds: list[int] = []
-        self.nums: list[float] = []
+        self.rows = array("q")
+        self.kinds = array("b")
+        self.nums = array("d")
         self.strs: list[str | None] = []
         self.arrays: dict[int, list[Any]] = {}  # row -> array value, for $contains
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -66,7 +72,7 @@ class _Column:
         kind = _kind(value)
         self.rows.append(row)
         self.kinds.append(kind)
-        self.nums.append(_as_float(value) if kind == NUMBER else np.nan)
+        self.nums.append(_as_float(value) if kind == NUMBER else math.nan)
         self.strs.append(value if kind == STRING else None)
         if kind == ARRAY:
             self.arrays[row] = value
@@ -76,10 +82,11 @@ class _Column:
         if self._cache is None:
             strs = np.empty(len(self.strs), dtype=object)
             strs[:] = self.strs
+            # Copies: an array exporting its buffer to numpy could no longer grow.
             self._cache = (
-                np.asarray(self.rows, dtype=np.int64),
-                np.asarray(self.kinds, dtype=np.int8),
-                np.asarray(self.nums, dtype=np.float64),
+                np.array(self.rows, dtype=np.int64),
+                np.array(self.kinds, dtype=np.int8),
+                np.array(self.nums, dtype=np.float64),
                 strs,
             )
         return self._cache

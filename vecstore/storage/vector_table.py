@@ -1,29 +1,36 @@
-"""The in-memory row table of one collection: index-space vectors, ids and raw metadata.
+"""The in-memory row table of one collection: ids, raw metadata and index-space vectors.
 
 Rows are appended in internal-id order (ids are allocated monotonically), so the table stays
 sorted by id and "rows newer than the index watermark" is a suffix. Deleted or replaced rows are
 marked dead and squeezed out by ``compact()``. The caller serialises mutations with a lock.
+
+Vectors are held for rows ``[vector_base, size)`` only (see ``row_vectors``): when the index
+keeps exact copies, the rows below the base are read from it instead.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import msgspec
 import numpy as np
 
 from vecstore.domain import FloatArray, IdArray
 from vecstore.storage.metadata_index import MetadataIndex
+from vecstore.storage.row_vectors import RowVectors
 
 _MIN_CAPACITY = 1024
 _decode = msgspec.json.Decoder().decode
 
 
 class VectorTable:
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, *, block_rows: int | None = None) -> None:
         self.dim = dim
+        self._block_rows = block_rows
         self.size = 0  # rows in use, dead ones included
         self.alive_count = 0
         self._ids: IdArray = np.zeros(_MIN_CAPACITY, dtype=np.int64)
-        self._vecs: FloatArray = np.zeros((_MIN_CAPACITY, dim), dtype=np.float32)
+        self._vectors = RowVectors(dim, block_rows=block_rows)
         self._alive = np.zeros(_MIN_CAPACITY, dtype=bool)
         self.external_ids: list[str] = []
         self.metadata_json: list[bytes] = []
@@ -36,8 +43,21 @@ class VectorTable:
         return self._ids[: self.size]
 
     @property
-    def vectors(self) -> FloatArray:
-        return self._vecs[: self.size]
+    def vector_base(self) -> int:
+        """Rows below this have no vector in the table (their index holds it)."""
+        return self._vectors.base
+
+    @property
+    def held_vector_bytes(self) -> int:
+        return self._vectors.held_bytes
+
+    def vectors_of(self, rows: np.ndarray) -> FloatArray:
+        """A copy of the vectors of ``rows``, each at or above ``vector_base``."""
+        return self._vectors.gather(rows)
+
+    def vector_ranges(self, start: int, stop: int, chunk: int) -> Iterator[tuple[int, FloatArray]]:
+        """Views of the vectors of rows ``[start, stop)`` (at or above ``vector_base``)."""
+        return self._vectors.ranges(start, stop, chunk)
 
     @property
     def alive(self) -> np.ndarray:
@@ -71,15 +91,18 @@ class VectorTable:
             return
         if self.size and int(ids[0]) <= int(self._ids[self.size - 1]):
             raise ValueError("internal ids must be appended in increasing order")
-        self._reserve(self.size + n)
-        end = self.size + n
-        self._ids[self.size : end] = ids
-        self._vecs[self.size : end] = vectors
-        self._alive[self.size : end] = True
-        for offset, ext in enumerate(external_ids):
+        if len(vectors) != n or len(external_ids) != n or len(metadata) != n:
+            raise ValueError("ids, vectors, external ids and metadata differ in length")
+        for ext in external_ids:  # checked before anything changes: a refusal leaves no trace
             old = self.row_by_external.get(ext)
             if old is not None and self._alive[old]:
                 raise ValueError(f"external id {ext!r} is already live; kill its row first")
+        self._reserve(self.size + n)
+        end = self.size + n
+        self._ids[self.size : end] = ids
+        self._vectors.append(vectors)
+        self._alive[self.size : end] = True
+        for offset, ext in enumerate(external_ids):
             self.row_by_external[ext] = self.size + offset
         self.external_ids.extend(external_ids)
         self.metadata_json.extend(metadata)
@@ -99,22 +122,29 @@ class VectorTable:
                 del self.row_by_external[ext]
             self.metadata_json[row] = b""
 
+    def drop_vectors_below(self, row: int) -> None:
+        """Free the vectors of rows below ``row``: the caller guarantees every live one of them
+        can be read from the index from now on."""
+        self._vectors.drop_below(row)
+
     def compact(self) -> None:
         """Drop dead rows. O(rows); called when dead rows pass a fraction of the table."""
         keep = np.flatnonzero(self.alive)
         n = len(keep)
         cap = max(_MIN_CAPACITY, n * 2)
         ids = np.zeros(cap, dtype=np.int64)
-        vecs = np.zeros((cap, self.dim), dtype=np.float32)
         alive = np.zeros(cap, dtype=bool)
         ids[:n] = self._ids[keep]
-        vecs[:n] = self._vecs[keep]
         alive[:n] = True
+        # Kept rows below the vector base stay without a vector; the rest are copied down.
+        held = keep[keep >= self._vectors.base]
+        vectors = RowVectors(self.dim, block_rows=self._block_rows, base=n - len(held))
+        vectors.append(self._vectors.gather(held))
         keep_list = keep.tolist()
         self.external_ids = [self.external_ids[i] for i in keep_list]
         self.metadata_json = [self.metadata_json[i] for i in keep_list]
         self.row_by_external = {ext: row for row, ext in enumerate(self.external_ids)}
-        self._ids, self._vecs, self._alive = ids, vecs, alive
+        self._ids, self._vectors, self._alive = ids, vectors, alive
         self.size = n
         self.alive_count = n
         self.metadata_index = MetadataIndex()
@@ -127,10 +157,8 @@ class VectorTable:
             return
         new_cap = max(needed, cap * 2)
         ids = np.zeros(new_cap, dtype=np.int64)
-        vecs = np.zeros((new_cap, self.dim), dtype=np.float32)
         alive = np.zeros(new_cap, dtype=bool)
         ids[: self.size] = self._ids[: self.size]
-        vecs[: self.size] = self._vecs[: self.size]
         alive[: self.size] = self._alive[: self.size]
         # New arrays, never resized in place: a reader holding an old view keeps valid memory.
-        self._ids, self._vecs, self._alive = ids, vecs, alive
+        self._ids, self._alive = ids, alive
