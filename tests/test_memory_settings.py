@@ -48,9 +48,10 @@ def test_releasing_free_memory_is_safe_to_call_anywhere(monkeypatch: pytest.Monk
         heap._malloc_trim.cache_clear()
 
 
-def test_the_mmap_threshold_setting_defaults_to_128_kib_and_rejects_nonsense() -> None:
-    assert Settings.from_env({}).heap_mmap_threshold_kib == 128
-    assert Settings.from_env({"VECSTORE_HEAP_MMAP_THRESHOLD_KIB": "0"}).heap_mmap_threshold_kib == 0
+def test_the_mmap_threshold_setting_defaults_to_glibc_and_rejects_nonsense() -> None:
+    assert Settings.from_env({}).heap_mmap_threshold_kib == 0
+    env = {"VECSTORE_HEAP_MMAP_THRESHOLD_KIB": "128"}
+    assert Settings.from_env(env).heap_mmap_threshold_kib == 128
     for bad in ("-1", "40000", "big"):
         with pytest.raises(ValueError, match="heap_mmap_threshold_kib"):
             Settings.from_env({"VECSTORE_HEAP_MMAP_THRESHOLD_KIB": bad})

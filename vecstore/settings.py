@@ -29,9 +29,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # (vectors, ids, metadata); the cache serves writes' index lookups, so it stays small.
     sqlite_cache_mb: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 8
     # Allocations from this size (KiB) up get their own mappings, returned to the OS when freed
-    # (glibc's M_MMAP_THRESHOLD, fixed instead of glibc's self-raising default); 0 leaves glibc's
-    # default. Keeps request bodies and temporary arrays from pinning heap memory (vecstore.heap).
-    heap_mmap_threshold_kib: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 128
+    # (glibc's M_MMAP_THRESHOLD, fixed instead of glibc's self-raising default); 0 (the default)
+    # leaves glibc's. Less RSS after bulk loads, slower large reads (vecstore.storage.heap).
+    heap_mmap_threshold_kib: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 0
     admin_key: str | None = None
     auth_enabled: bool = True
     metrics_public: bool = False

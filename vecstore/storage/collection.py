@@ -176,12 +176,18 @@ class CollectionRuntime:
         base = table.vector_base
         if base == 0 or len(rows) == 0 or int(rows.min()) >= base:
             return table.vectors_of(rows)
-        low = rows < base
+        if int(rows.max()) < base:  # the usual case once indexed: one gather, no merge
+            found: FloatArray = self.index.stored_vectors()[
+                self.index.positions_of_indexed(table.ids[rows])
+            ]
+            return found
+        low = np.flatnonzero(rows < base)
+        high = np.flatnonzero(rows >= base)
         out: FloatArray = np.empty((len(rows), self.dim), dtype=np.float32)
-        positions = self.index.positions_of_indexed(table.ids[rows[low]])
-        out[low] = self.index.stored_vectors()[positions]
-        if not bool(low.all()):
-            out[~low] = table.vectors_of(rows[~low])
+        out[low] = self.index.stored_vectors()[
+            self.index.positions_of_indexed(table.ids[rows[low]])
+        ]
+        out[high] = table.vectors_of(rows[high])
         return out
 
     def _index_search(
