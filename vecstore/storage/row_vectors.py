@@ -38,10 +38,6 @@ class RowVectors:
         self._blocks: dict[int, FloatArray] = {}
 
     @property
-    def held_rows(self) -> int:
-        return self.size - self.base
-
-    @property
     def held_bytes(self) -> int:
         """Bytes of the blocks allocated (the last one may be partly unwritten)."""
         return len(self._blocks) * self.block_rows * self.dim * 4
