@@ -298,7 +298,7 @@ def _boom(*_args: Any, **_kwargs: Any) -> Any:
 SERVER_FAILURES: dict[str, tuple[str, str, str, dict[str, Any] | None]] = {
     # case: (service attribute path, method, url, json body)
     "sync list": ("collections.list", "GET", "/v1/collections", None),
-    "sync search": ("search.search", "POST", "/v1/collections/docs/search", {"vector": [1, 0]}),
+    "sync search": ("search.run", "POST", "/v1/collections/docs/search", {"vector": [1, 0]}),
     "async metrics": ("metrics.render", "GET", "/metrics", None),
     "key admin": ("keys.list", "GET", "/v1/admin/keys", None),
 }

@@ -215,7 +215,7 @@ def test_a_failure_in_the_lane_is_the_usual_500_without_its_text(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret detail of the failure")
 
-    monkeypatch.setattr(services_of(loaded.app.state).search, "search", broken)
+    monkeypatch.setattr(services_of(loaded.app.state).search, "run", broken)
     r = loaded.post(SEARCH, json={"vector": _Q})
     assert r.status_code == 500
     error = r.json()["error"]

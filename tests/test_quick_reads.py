@@ -119,9 +119,9 @@ def test_searches_that_are_not_quick_decline_before_any_work(
     search: SearchService = _services(client).search
     kwargs = {"k": body.pop("k", 10), **body}
     with pytest.raises(WouldBlock):
-        search.search("quick", Query(vectors[0].tolist()), nonblocking=True, **kwargs)
+        search.plan("quick", Query(vectors[0].tolist()), nonblocking=True, **kwargs)
     # ... and answer normally in a thread (here: directly, blocking allowed).
-    result = search.search("quick", Query(vectors[0].tolist()), **kwargs)
+    result = search.run([search.plan("quick", Query(vectors[0].tolist()), **kwargs)])[0]
     assert result.hits, why
 
 
@@ -142,8 +142,9 @@ def test_quick_and_threaded_answers_are_identical(
     client, vectors = loaded
     search: SearchService = _services(client).search
     for q in vectors[:20]:
-        quick = search.search("quick", Query(q.tolist()), k=7, nonblocking=True)
-        threaded = search.search("quick", Query(q.tolist()), k=7)
+        plan = search.plan("quick", Query(q.tolist()), k=7, nonblocking=True)
+        quick = search.run([plan], nonblocking=True)[0]
+        threaded = search.run([search.plan("quick", Query(q.tolist()), k=7)])[0]
         assert [(h.external_id, h.score) for h in quick.hits] == [
             (h.external_id, h.score) for h in threaded.hits
         ]

@@ -32,6 +32,7 @@ from vecstore.api.routes.records import RecordController
 from vecstore.api.routes.rerank import rerank_tei_or_infinity, rerank_v1, rerank_v2
 from vecstore.api.routes.search import SearchController
 from vecstore.api.routes.snapshots import SnapshotController
+from vecstore.api.search_batches import SearchBatcher
 from vecstore.api.state import AppServices
 from vecstore.api.timeouts import TimeoutMiddleware
 from vecstore.gc_freeze import freeze_startup_objects, unfreeze
@@ -187,6 +188,7 @@ def build_services(
             max_documents=settings.max_rerank_documents,
             max_text_chars=settings.max_text_chars,
         ),
+        search_batches=SearchBatcher(search),
         models=models,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -102,6 +103,11 @@ def restore_command(args: argparse.Namespace) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    # Before FAISS (and its OpenMP runtime, which reads this once) is loaded: OpenMP's worker
+    # threads sleep between parallel regions instead of spinning for a while, so a batched
+    # search or an index add leaves the cores to the requests (docs/architecture.md,
+    # "Concurrency"). An operator's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from vecstore.app import create_app

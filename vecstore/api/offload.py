@@ -7,7 +7,8 @@ reads first try themselves with
 ``nonblocking=True``: they answer at once when the work is bounded and no writer holds a lock,
 and otherwise decline with ``WouldBlock`` before doing any work, to be run in a thread like
 every other handler. A long search, a filter, a text query or a writer therefore never stalls
-the loop.
+the loop. Searches take the same test when they are planned, and run in batches
+(``search_batches``); reranks use ``quick_or_threaded``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vecstore.api.metrics import Metrics
+from vecstore.api.search_batches import SearchBatcher
 from vecstore.inference.host import ModelHost
 from vecstore.services.collections import CollectionService
 from vecstore.services.document_rerank import DocumentRerankService
@@ -35,6 +36,7 @@ class AppServices:
     embedder: Embedder
     embeddings: EmbeddingService
     document_rerank: DocumentRerankService
+    search_batches: SearchBatcher
     # The ONNX model host when the server runs its own models (tests may inject a fake embedder).
     models: ModelHost | None = None
     started_monotonic: float = field(default_factory=time.monotonic)

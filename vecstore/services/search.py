@@ -10,14 +10,14 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from vecstore.domain import CollectionShape, Hit
+from vecstore.domain import CollectionShape, FloatArray, Hit
 from vecstore.errors import BadRequest, RecordNotFound
 from vecstore.services.collections import CollectionService
 from vecstore.services.limits import Limits
 from vecstore.services.vectors import QueryResolver, finite_or_none
 from vecstore.storage.collection import QUICK_MAX_CANDIDATES, CollectionRuntime
 from vecstore.storage.engine import StorageEngine
-from vecstore.storage.filters import parse_filter
+from vecstore.storage.filters import Node, parse_filter
 from vecstore.storage.rwlock import WouldBlock
 
 _decode = msgspec.json.Decoder().decode
@@ -34,6 +34,26 @@ class ReadTiming:
 class Query:
     vector: Sequence[float] | str | None = None
     text: str | None = None
+
+
+@dataclass(slots=True)
+class SearchPlan:
+    """A checked search with its query vector resolved: what ``SearchService.run`` needs."""
+
+    runtime: CollectionRuntime
+    vector: FloatArray
+    k: int
+    offset: int
+    node: Node | None
+    exact: bool
+    ef_search: int | None
+    score_threshold: float | None
+    include_vectors: bool
+    include_content: bool
+    include_count: bool
+    embedding_ms: float
+    warnings: list[str]
+    started: float
 
 
 @dataclass(slots=True)
@@ -103,7 +123,7 @@ class SearchService:
                     hit.vector = record.vector
         return hits
 
-    def search(
+    def plan(
         self,
         name: str,
         query: Query,
@@ -118,10 +138,11 @@ class SearchService:
         include_content: bool = False,
         include_count: bool = False,
         nonblocking: bool = False,
-    ) -> SearchResult:
-        """``nonblocking``: answer only if that is quick and waits for no lock (an unfiltered
-        approximate search by vector that reads nothing from the database), else raise
-        ``WouldBlock`` before doing any work; the API then retries in a worker thread."""
+    ) -> SearchPlan:
+        """A checked search with its query vector, ready for ``run``. ``nonblocking``: raise
+        ``WouldBlock`` before embedding anything unless ``run`` will be quick (an unfiltered
+        approximate search by vector that reads nothing from the database); the API then plans
+        and runs it in a worker thread."""
         started = time.perf_counter()
         info = self.collections.live(name)
         self.check_k(k, offset)
@@ -139,24 +160,74 @@ class SearchService:
         ):
             raise WouldBlock("not a quick search")
         vector, embedding_ms, warnings = self._resolve(info, query)
-        t0 = time.perf_counter()
-        rows = info.search(
+        return SearchPlan(
+            info,
             vector,
-            k + offset,
-            node=node,
-            exact=exact,
-            ef_search=ef_search,
-            blocking=not nonblocking,
-        )[offset:]
-        if score_threshold is not None:
-            rows = [r for r in rows if r.score >= score_threshold]
-        search_ms = (time.perf_counter() - t0) * 1000
-        total = info.count(node) if include_count else None
-        hits = self.to_hits(
-            info, rows, include_vectors=include_vectors, include_content=include_content
+            k,
+            offset,
+            node,
+            exact,
+            ef_search,
+            score_threshold,
+            include_vectors,
+            include_content,
+            include_count,
+            embedding_ms,
+            warnings,
+            started,
         )
-        total_ms = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, ReadTiming(embedding_ms, search_ms, total_ms), total, warnings)
+
+    def run(self, plans: Sequence[SearchPlan], *, nonblocking: bool = False) -> list[SearchResult]:
+        """The results of ``plans``, in order. Unfiltered approximate searches of one collection
+        with the same ``k + offset`` and ``ef_search`` share one index search
+        (``CollectionRuntime.search_many``); each result is the one its plan gives alone.
+        ``nonblocking``: raise ``WouldBlock`` rather than wait for a writer's lock."""
+        results: list[SearchResult | None] = [None] * len(plans)
+        batches: dict[tuple[int, int, int | None], list[int]] = {}
+        for i, plan in enumerate(plans):
+            if plan.node is None and not plan.exact:
+                key = (id(plan.runtime), plan.k + plan.offset, plan.ef_search)
+                batches.setdefault(key, []).append(i)
+                continue
+            t0 = time.perf_counter()
+            hits = plan.runtime.search(
+                plan.vector,
+                plan.k + plan.offset,
+                node=plan.node,
+                exact=plan.exact,
+                ef_search=plan.ef_search,
+                blocking=not nonblocking,
+            )
+            results[i] = self._finish(plan, hits, (time.perf_counter() - t0) * 1000)
+        for members in batches.values():
+            first = plans[members[0]]
+            t0 = time.perf_counter()
+            found = first.runtime.search_many(
+                np.stack([plans[i].vector for i in members]),
+                first.k + first.offset,
+                ef_search=first.ef_search,
+                blocking=not nonblocking,
+            )
+            search_ms = (time.perf_counter() - t0) * 1000
+            for i, hits in zip(members, found, strict=True):
+                results[i] = self._finish(plans[i], hits, search_ms)
+        return [r for r in results if r is not None]
+
+    def _finish(self, plan: SearchPlan, found: list[Hit], search_ms: float) -> SearchResult:
+        hits = found[plan.offset :]
+        if plan.score_threshold is not None:
+            threshold = plan.score_threshold
+            hits = [h for h in hits if h.score >= threshold]
+        total = plan.runtime.count(plan.node) if plan.include_count else None
+        hits = self.to_hits(
+            plan.runtime,
+            hits,
+            include_vectors=plan.include_vectors,
+            include_content=plan.include_content,
+        )
+        total_ms = (time.perf_counter() - plan.started) * 1000
+        timing = ReadTiming(plan.embedding_ms, search_ms, total_ms)
+        return SearchResult(hits, timing, total, plan.warnings)
 
     def bulk_search(
         self, name: str, queries: Sequence[tuple[Query, int, dict[str, Any] | None]]

@@ -29,6 +29,7 @@ from vecstore.storage.vector_index import VectorIndex
 from vecstore.storage.vector_table import VectorTable
 
 _SCAN_CHUNK = 32768
+_NO_ROWS: IdArray = np.zeros(0, dtype=np.int64)
 _decode_many = msgspec.json.Decoder(list[dict[str, object]]).decode
 MIN_TRAINING_VECTORS = 1024
 MAX_TRAINING_VECTORS = 65536
@@ -143,20 +144,88 @@ class CollectionRuntime:
         """Top ``n`` rows by exact score; ``node`` restricts them to a filter's matches.
 
         ``blocking=False``: raise ``WouldBlock`` instead of waiting for a writer's lock."""
+        if node is None and not exact:
+            return self.search_many(
+                query.reshape(1, -1), n, ef_search=ef_search, blocking=blocking
+            )[0]
         q = self.to_index_space(query.reshape(-1))
         with self.table_lock.read(blocking=blocking):
             table = self.table
-            allowed_rows = None
-            if node is not None:
-                allowed_rows = self._matching_rows(node)
-                if exact or len(allowed_rows) <= self.exact_filter_max_matches:
-                    with self._reading_vectors(blocking=blocking):
-                        return self._top(allowed_rows, q, n)
-            elif exact:
+            if node is None:
                 with self._reading_vectors(blocking=blocking):
                     return self._top(self._scan_rows(0, table.size, q, n), q, n)
+            allowed_rows = self._matching_rows(node)
+            if exact or len(allowed_rows) <= self.exact_filter_max_matches:
+                with self._reading_vectors(blocking=blocking):
+                    return self._top(allowed_rows, q, n)
             with self.index_lock.read(blocking=blocking):
                 return self._index_search(q, n, ef_search, allowed_rows)
+
+    def search_many(
+        self,
+        queries: FloatArray,
+        n: int,
+        *,
+        ef_search: int | None = None,
+        blocking: bool = True,
+    ) -> list[list[Hit]]:
+        """The unfiltered approximate ``search`` of each row of ``queries``, with one index search
+        for all of them: concurrent requests batched into one FAISS call, which spreads them
+        over its threads. Each answer is the one ``search`` gives for its query alone."""
+        qs = self.to_index_space(queries)
+        if n <= 0:
+            return [[] for _ in qs]
+        with self.table_lock.read(blocking=blocking), self.index_lock.read(blocking=blocking):
+            table, index = self.table, self.index
+            fresh_start = table.first_row_after(index.watermark)
+            indexed_available = int(np.count_nonzero(table.alive[:fresh_start]))
+            if not indexed_available:
+                return [self._top(self._scan_rows(fresh_start, table.size, q, n), q, n) for q in qs]
+            factor = self.params.rescore_factor if self.params.type == "hnsw_sq8" else 1
+            fetch = min(n * factor, indexed_available)
+            ef = max(ef_search or self.params.ef_search, fetch)
+            positions = index.search_positions(qs, fetch, ef_search=ef)
+            ids = np.where(positions >= 0, index.ids[positions], -1)
+            rows = table.rows_for_ids(ids)
+            if fresh_start == table.size and bool((rows >= 0).all()):
+                return self._top_of_index_hits(qs, rows, positions, n)
+            needed = min(n, indexed_available)
+            out: list[list[Hit]] = []
+            for q, found in zip(qs, rows, strict=True):
+                candidates = found[found >= 0]
+                if len(candidates) < needed:
+                    # Tombstones the index has not applied yet took live rows' places: the
+                    # search that widens its beam (or scans) until enough are found.
+                    out.append(self._index_search(q, n, ef_search, None))
+                    continue
+                if fresh_start < table.size:
+                    fresh_rows = self._scan_rows(fresh_start, table.size, q, n)
+                    candidates = np.concatenate([candidates, fresh_rows])
+                out.append(self._top(candidates, q, n))
+            return out
+
+    def _top_of_index_hits(
+        self, qs: FloatArray, rows: np.ndarray, positions: np.ndarray, n: int
+    ) -> list[list[Hit]]:
+        """``_top`` of each query's index hits when every hit is a live row and nothing else is
+        a candidate (no fresh rows): the usual case, with the per-query work done once for the
+        batch. Each query's rows are put in row order and their vectors read from the index's
+        storage (the same values ``_vectors_of`` reads), so each query is scored exactly as
+        ``_top`` scores it. Caller holds both locks."""
+        order = np.argsort(rows, axis=1)
+        rows = np.take_along_axis(rows, order, axis=1)
+        if self.index.holds_exact_vectors:
+            vectors = self.index.stored_vectors()[np.take_along_axis(positions, order, axis=1)]
+        else:
+            vectors = self._vectors_of(rows.ravel()).reshape(*rows.shape, self.dim)
+        out: list[list[Hit]] = []
+        for q, found, stored in zip(qs, rows, vectors, strict=True):
+            scores = self.scores(stored, q)
+            keep = _best(scores, n)
+            found, scores = found[keep], scores[keep]
+            best = np.lexsort((found, -scores))[:n]
+            out.append(self._scored(found[best], scores[best]))
+        return out
 
     @contextmanager
     def _reading_vectors(self, *, blocking: bool = True) -> Iterator[None]:

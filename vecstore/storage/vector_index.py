@@ -51,6 +51,7 @@ class VectorIndex:
         self.alive_count = 0
         self._packed: np.ndarray | None = None
         self._params_by_ef: dict[int, Any] = {}
+        self._stored: FloatArray | None = None  # stored_vectors(), until the next add
 
     def _build_empty(self) -> Any:
         metric = _faiss_metric(self.metric)
@@ -104,12 +105,17 @@ class VectorIndex:
         lock (read side) and copy what must outlive that."""
         if not self.holds_exact_vectors:
             raise ValueError(f"a {self.params.type} index keeps no exact vectors")
-        n = self.ntotal
-        if n == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        index = self.index
-        flat = index if self.params.type == "flat" else faiss.downcast_index(index.storage)
-        view: FloatArray = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        view = self._stored
+        if (
+            view is None
+        ):  # made once per add: three SWIG calls cost more than a small search's gather
+            n = self.ntotal
+            if n == 0:
+                return np.zeros((0, self.dim), dtype=np.float32)
+            index = self.index
+            flat = index if self.params.type == "flat" else faiss.downcast_index(index.storage)
+            view = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+            self._stored = view
         return view
 
     # -- mutations --------------------------------------------------------------------------
@@ -123,6 +129,7 @@ class VectorIndex:
             raise ValueError("ids must be added above the watermark, in increasing order")
         if self.needs_training:
             self.train(vectors)
+        self._stored = None  # the add may move FAISS's storage
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
         self.alive = np.concatenate([self.alive, np.ones(len(ids), dtype=bool)])
@@ -174,9 +181,20 @@ class VectorIndex:
 
         ``allowed``: an optional bool mask over positions; tombstones are always excluded.
         """
-        if self.ntotal == 0 or k <= 0:
-            return np.zeros(0, dtype=np.int64)
+        found = self.search_positions(query.reshape(1, -1), k, ef_search=ef_search, allowed=allowed)
+        row = found[0]
+        out: IdArray = self.ids[row[row >= 0]]
+        return out
+
+    def search_positions(
+        self, queries: FloatArray, k: int, *, ef_search: int | None = None, allowed: Any = None
+    ) -> np.ndarray:
+        """FAISS positions of up to ``k`` approximate neighbours of each row of ``queries``
+        (``len(queries)`` by ``min(k, ntotal)``, padded with -1), in one FAISS call: FAISS spreads
+        a batch over its OpenMP threads, and runs a single query on the calling thread."""
         k = min(k, self.ntotal)
+        if k <= 0:
+            return np.zeros((len(queries), 0), dtype=np.int64)
         mask = None
         if allowed is not None:
             mask = allowed & self.alive
@@ -204,12 +222,10 @@ class VectorIndex:
             params = faiss.SearchParameters()
             if selector is not None:
                 params.sel = selector
-        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
         _, positions = self.index.search(q, k, params=params)
         del bitmap  # the selector borrowed it; keep it alive until here
-        found: np.ndarray = positions[0]
-        found = found[found >= 0]
-        out: IdArray = self.ids[found]
+        out: np.ndarray = positions
         return out
 
     def _hnsw_params(self, ef: int) -> Any:

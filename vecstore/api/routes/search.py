@@ -6,6 +6,7 @@ from functools import partial
 from typing import Annotated, Any
 
 from litestar import Controller, Request, post
+from litestar.concurrency import sync_to_thread
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from msgspec import UNSET
 
@@ -19,6 +20,7 @@ from vecstore.api.state import AppServices, services_of
 from vecstore.errors import BadRequest
 from vecstore.services.keys import Principal
 from vecstore.services.search import Query
+from vecstore.storage.rwlock import WouldBlock
 
 # similarity's ids in the query string: the older form, read for an id the body leaves out.
 _DEPRECATED_ID = Parameter(
@@ -142,8 +144,8 @@ async def answer_search(
     check_scope(principal, name, write=False)
     if data.nprobe is not None:
         raise BadRequest("'nprobe' applies to IVF indexes; use 'ef_search' for HNSW")
-    run = partial(
-        services.search.search,
+    plan_of = partial(
+        services.search.plan,
         name,
         Query(data.vector, data.text),
         k=data.k,
@@ -156,7 +158,12 @@ async def answer_search(
         include_content=data.include_content,
         include_count=data.include_count,
     )
-    result = await quick_or_threaded(run)
+    try:
+        plan = plan_of(nonblocking=True)
+    except WouldBlock:  # not quick (a filter, text to embed, ...): all of it in a worker thread
+        result = await sync_to_thread(lambda: services.search.run([plan_of()])[0])
+    else:  # quick: batched with the searches that reach the loop in the same turn
+        result = await services.search_batches.run(plan)
     return w.Success(
         data=w.SearchOut(
             results=[hit_out(h, include_content=data.include_content) for h in result.hits],

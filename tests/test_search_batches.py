@@ -1,0 +1,255 @@
+"""Quick searches that reach the loop together run as one index search (``api/search_batches.py``,
+``SearchService.run``, ``CollectionRuntime.search_many``): every answer is the one its query gets
+alone, whatever else shares its batch, and a batch that cannot run sends each request its own way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from tests.conftest import ADMIN_KEY, flush_indexes
+from vecstore.api.search_batches import SearchBatcher
+from vecstore.api.state import services_of
+from vecstore.domain import Hit, IndexParams
+from vecstore.services.search import SearchPlan, SearchResult, SearchService
+from vecstore.storage.collection import CollectionRuntime
+from vecstore.storage.rwlock import WouldBlock
+
+DIM = 8
+
+
+def _runtime(metric: str, index_type: str, n: int = 600) -> CollectionRuntime:
+    runtime = CollectionRuntime(1, "c", DIM, metric, IndexParams(type=index_type, m=8))
+    runtime.apply_write(
+        killed_ids=np.zeros(0, dtype=np.int64),
+        new_ids=np.arange(n, dtype=np.int64),
+        new_vectors=_stored(n),
+        external_ids=[f"r{i}" for i in range(n)],
+        metadata_json=[b'{"i": %d}' % i for i in range(n)],
+        seq=1,
+        now=0.0,
+    )
+    return runtime
+
+
+def _stored(n: int) -> np.ndarray:
+    return np.random.default_rng(3).normal(size=(n, DIM)).astype(np.float32)
+
+
+def _index_all(runtime: CollectionRuntime, keep_fresh: int = 0) -> None:
+    while runtime.index_step(256, keep_fresh=keep_fresh):
+        pass
+
+
+def _kill(runtime: CollectionRuntime, ids: Sequence[int], seq: int) -> None:
+    runtime.apply_write(
+        killed_ids=np.asarray(ids, dtype=np.int64),
+        new_ids=np.zeros(0, dtype=np.int64),
+        new_vectors=np.zeros((0, DIM), dtype=np.float32),
+        external_ids=[],
+        metadata_json=[],
+        seq=seq,
+        now=0.0,
+    )
+
+
+def _oracle(runtime: CollectionRuntime, query: np.ndarray, n: int, ef: int | None) -> list[Hit]:
+    """The search as it was before batching: the index's neighbours of this query alone, the
+    fresh rows scanned, and ``_top`` over both (or the widening search when tombstones crowd
+    the answer)."""
+    q = runtime.to_index_space(query)
+    with runtime.table_lock.read(), runtime.index_lock.read():
+        return runtime._index_search(q, n, ef, None)
+
+
+def _as_tuples(hits: list[Hit]) -> list[tuple[Any, ...]]:
+    return [(h.external_id, h.score, h.internal_id, h.metadata, h.distance) for h in hits]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "hnsw_sq8"])
+@pytest.mark.parametrize("state", ["indexed", "fresh rows", "tombstones", "tombstones applied"])
+def test_a_batch_answers_each_query_as_it_is_answered_alone(
+    metric: str, index_type: str, state: str
+) -> None:
+    runtime = _runtime(metric, index_type)
+    _index_all(runtime, keep_fresh=100 if state == "fresh rows" else 0)
+    queries = np.random.default_rng(9).normal(size=(12, DIM)).astype(np.float32)
+    if state.startswith("tombstones"):
+        # The best rows of the first queries: the index returns them until it applies the
+        # kills, so those answers come back short and take the widening search.
+        stored = runtime.to_index_space(_stored(600))
+        q = runtime.to_index_space(queries[:4])
+        best = {int(r) for row in q for r in np.argsort(-runtime.scores(stored, row))[:6]}
+        _kill(runtime, sorted(best), seq=2)
+        if state == "tombstones applied":
+            _index_all(runtime)
+    for n, ef in ((10, None), (3, 64), (50, 16), (700, None)):
+        batch = runtime.search_many(queries, n, ef_search=ef)
+        assert len(batch) == len(queries)
+        for query, hits in zip(queries, batch, strict=True):
+            assert _as_tuples(hits) == _as_tuples(_oracle(runtime, query, n, ef))
+            assert _as_tuples(hits) == _as_tuples(runtime.search(query, n, ef_search=ef))
+
+
+def test_a_batch_of_one_collection_with_nothing_indexed_scans_the_fresh_rows() -> None:
+    runtime = _runtime("cosine", "hnsw", n=50)  # nothing moved into the index yet
+    queries = np.random.default_rng(1).normal(size=(3, DIM)).astype(np.float32)
+    for query, hits in zip(queries, runtime.search_many(queries, 5), strict=True):
+        assert _as_tuples(hits) == _as_tuples(runtime.search(query, 5, exact=True))
+    assert runtime.search_many(queries, 0) == [[], [], []]
+
+
+# -- the batcher, with a stand-in SearchService ------------------------------------------------
+class _Search:
+    """Records what ``run`` is given; ``fail_batches`` makes every call of more than one plan
+    raise (as a held lock does), while a plan run alone succeeds."""
+
+    def __init__(self, fail_batches: BaseException | None = None) -> None:
+        self.calls: list[tuple[list[int], bool]] = []
+        self.fail_batches = fail_batches
+
+    def run(self, plans: Sequence[Any], *, nonblocking: bool = False) -> list[SearchResult]:
+        self.calls.append(([p.k for p in plans], nonblocking))
+        if self.fail_batches is not None and nonblocking:
+            raise self.fail_batches
+        return [SearchResult([], timing=None, total_count=p.k) for p in plans]  # type: ignore[arg-type]
+
+
+class _Plan:
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+
+def _batcher(search: _Search, max_batch: int = 32) -> SearchBatcher:
+    stand_in: Any = search
+    return SearchBatcher(stand_in, max_batch=max_batch)
+
+
+def _plans(n: int) -> list[SearchPlan]:
+    plans: Any = [_Plan(k) for k in range(1, n + 1)]
+    return list(plans)
+
+
+def test_searches_of_one_turn_share_one_run_in_arrival_order() -> None:
+    search = _Search()
+
+    async def scenario() -> list[SearchResult]:
+        batcher = _batcher(search)
+        return await asyncio.gather(*(batcher.run(p) for p in _plans(5)))
+
+    results = asyncio.run(scenario())
+    assert search.calls == [([1, 2, 3, 4, 5], True)]
+    assert [r.total_count for r in results] == [1, 2, 3, 4, 5]
+
+
+def test_a_turn_takes_at_most_max_batch_and_the_rest_follow() -> None:
+    search = _Search()
+
+    async def scenario() -> list[SearchResult]:
+        batcher = _batcher(search, max_batch=2)
+        return await asyncio.gather(*(batcher.run(p) for p in _plans(5)))
+
+    results = asyncio.run(scenario())
+    assert search.calls == [([1, 2], True), ([3, 4], True), ([5], True)]
+    assert [r.total_count for r in results] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("failure", [WouldBlock("a writer holds the lock"), RuntimeError("bug")])
+def test_a_batch_that_cannot_run_sends_each_search_alone_to_a_thread(
+    failure: BaseException,
+) -> None:
+    search = _Search(fail_batches=failure)
+
+    async def scenario() -> list[SearchResult]:
+        batcher = _batcher(search)
+        return await asyncio.gather(*(batcher.run(p) for p in _plans(3)))
+
+    results = asyncio.run(scenario())
+    assert search.calls[0] == ([1, 2, 3], True)
+    assert sorted(search.calls[1:]) == [([1], False), ([2], False), ([3], False)]
+    assert [r.total_count for r in results] == [1, 2, 3]
+
+
+def test_a_search_cancelled_while_waiting_is_left_out_of_its_batch() -> None:
+    search = _Search()
+
+    async def scenario() -> list[Any]:
+        batcher = _batcher(search)
+        tasks = [asyncio.ensure_future(batcher.run(p)) for p in _plans(3)]
+        await asyncio.sleep(0)  # each task joins the batch...
+        tasks[1].cancel()  # ...and one times out before the loop's next turn
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert search.calls == [([1, 3], True)]
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [results[0].total_count, results[2].total_count] == [1, 3]
+
+
+# -- through HTTP ----------------------------------------------------------------------------------
+@pytest.fixture
+def loaded(
+    client: TestClient[Litestar], make_collection: Callable[..., dict[str, Any]]
+) -> tuple[TestClient[Litestar], np.ndarray]:
+    make_collection("batched", dim=DIM, index={"type": "hnsw", "m": 8, "ef_construction": 32})
+    vectors = np.random.default_rng(5).standard_normal((400, DIM)).astype(np.float32)
+    items = [
+        {"external_id": f"r{i}", "vector": v.tolist(), "metadata": {"i": i}}
+        for i, v in enumerate(vectors)
+    ]
+    resp = client.post("/v1/collections/batched/bulk_upsert", json={"items": items})
+    assert resp.status_code == 200, resp.text
+    flush_indexes(client.app)
+    return client, vectors
+
+
+def test_concurrent_http_searches_are_batched_and_answered_as_alone(
+    loaded: tuple[TestClient[Litestar], np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, vectors = loaded
+    search: SearchService = services_of(client.app.state).search
+    bodies = [
+        {"vector": v.tolist(), "k": 5 + i % 2, "ef_search": 40, "include_timing": True}
+        for i, v in enumerate(vectors[:8])
+    ]
+    alone = [client.post("/v1/collections/batched/search", json=b).json() for b in bodies]
+    sizes: list[int] = []
+    run = search.run
+
+    def recording_run(plans: Sequence[SearchPlan], *, nonblocking: bool = False) -> Any:
+        sizes.append(len(plans))
+        return run(plans, nonblocking=nonblocking)
+
+    monkeypatch.setattr(search, "run", recording_run)
+
+    async def together() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://vecstore") as http:
+            return await asyncio.gather(
+                *(
+                    http.post(
+                        "/v1/collections/batched/search",
+                        json=b,
+                        headers={"x-api-key": ADMIN_KEY},
+                    )
+                    for b in bodies
+                )
+            )
+
+    assert client.blocking_portal is not None
+    answers = client.blocking_portal.call(together)
+    assert sizes == [8]  # one run for the eight, two k's and so two index searches inside it
+    for got, want in zip(answers, alone, strict=True):
+        assert got.status_code == 200, got.text
+        data, expected = got.json()["data"], want["data"]
+        assert data["results"] == expected["results"]
+        assert set(data["timing_ms"]) == {"embedding_ms", "search_ms", "total_ms"}
