@@ -298,3 +298,20 @@ def test_the_vecstore_adapter_sends_base64_queries_and_gets_exact_answers(tmp_pa
         assert peer.rerank(query, ids[:50], 5) == [ids[i] for i in np.argsort(-scores)[:5]]
     finally:
         peer.stop()
+
+
+def test_the_vecstore_adapters_thread_clients_search_at_the_swept_knob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: thread clients once started at the default knob (128), so every concurrent
+    # pass measured vecstore at ef_search 128 whatever the sweep had reached.
+    from benchmarks.peers import vecstore_peer
+
+    server = vecstore_peer._Server(tmp_path, 1.0, {})  # never started: nothing is sent
+    peer = vecstore_peer.VecstorePeer(_shared=server)
+    peer.set_knob(32)
+    client = peer.client_for_thread()
+    sent: list[Any] = []
+    monkeypatch.setattr(client, "_post", lambda path, body: sent.append(body) or {"results": []})
+    client.search(np.ones(4, dtype=np.float32), 10)
+    assert sent[0]["ef_search"] == 32

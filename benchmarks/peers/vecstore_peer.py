@@ -226,11 +226,17 @@ class VecstorePeer:
         return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
     def client_for_thread(self) -> Peer:
-        return VecstorePeer(
+        """A client of the same server at the same knob (the concurrent passes search at the
+        setting the sweep has reached, as every peer's clients do)."""
+        client = VecstorePeer(
             startup_timeout_s=self.startup_timeout_s,
             server_env=self.server_env,
             _shared=self._require_server(),
         )
+        client._knob = self._knob
+        client._dim = self._dim
+        client.index_desc = self.index_desc
+        return client
 
     def memory_pids(self) -> list[int]:
         server = self._require_server()
