@@ -1,5 +1,5 @@
-"""Memory knobs: the SQLite page cache per connection, the allocator's mmap threshold, and
-handing freed heap back to the OS (the indexer's use of it is tested in test_indexer.py)."""
+"""Memory knobs: the SQLite page cache per connection, the allocator's mmap threshold and arena
+cap, and handing freed heap back to the OS (the indexer's use of it: test_indexer.py)."""
 
 from __future__ import annotations
 
@@ -77,10 +77,12 @@ def test_glibc_takes_the_threshold_and_other_platforms_ignore_it(
 
     if sys.platform.startswith("linux") and heap._mallopt() is not None:
         assert heap.set_mmap_threshold(128) is True
+        assert heap.set_arena_max(2) is True
     heap._mallopt.cache_clear()
     monkeypatch.setattr(heap.sys, "platform", "darwin")
     try:
         assert heap.set_mmap_threshold(128) is False
+        assert heap.set_arena_max(2) is False
     finally:
         heap._mallopt.cache_clear()
 
@@ -98,3 +100,45 @@ def test_the_server_sets_the_threshold_before_opening_the_engine(
         wait_ready(client)
         assert client.get("/health").status_code == 200
     assert seen == [kib]
+
+
+def test_the_arena_cap_defaults_to_two_and_rejects_nonsense() -> None:
+    assert Settings.from_env({}).heap_arena_max == 2
+    assert Settings.from_env({"VECSTORE_HEAP_ARENA_MAX": "0"}).heap_arena_max == 0
+    for bad in ("-1", "5000", "few"):
+        with pytest.raises(ValueError, match="heap_arena_max"):
+            Settings.from_env({"VECSTORE_HEAP_ARENA_MAX": bad})
+
+
+def test_the_arena_cap_goes_to_mallopt(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+
+    def fake_mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
+
+    monkeypatch.setattr(heap, "_mallopt", lambda: fake_mallopt)
+    assert heap.set_arena_max(2) is True
+    assert heap.set_arena_max(0) is False  # 0: glibc's own default, nothing is set
+    assert calls == [(-8, 2)]  # M_ARENA_MAX
+
+
+@pytest.mark.parametrize("arenas", [2, 0])
+def test_the_server_caps_the_arenas_before_opening_the_engine(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, arenas: int
+) -> None:
+    import vecstore.app as app_module
+
+    seen: list[str] = []
+    monkeypatch.setattr(app_module, "set_arena_max", lambda n: bool(seen.append(f"arenas {n}")))
+    opening = app_module.StorageEngine.open
+
+    def open_engine(engine: object) -> None:
+        seen.append("open")
+        opening(engine)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app_module.StorageEngine, "open", open_engine)
+    app = create_app(msgspec.structs.replace(settings, heap_arena_max=arenas))
+    with TestClient(app=app) as client:
+        wait_ready(client)
+    assert seen == [f"arenas {arenas}", "open"]

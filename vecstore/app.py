@@ -53,7 +53,7 @@ from vecstore.services.snapshots import SnapshotService
 from vecstore.services.vectors import QueryResolver
 from vecstore.settings import Settings
 from vecstore.storage.engine import EngineConfig, StorageEngine
-from vecstore.storage.heap import set_mmap_threshold
+from vecstore.storage.heap import set_arena_max, set_mmap_threshold
 from vecstore.storage.keys import KeyStore
 
 log = logging.getLogger("vecstore")
@@ -214,7 +214,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # Before the engine loads anything, so loaded records pack densely (vecstore.storage.heap).
+        # Before the engine loads anything and before the worker threads first allocate, so
+        # loaded records pack densely and threads share few arenas (vecstore.storage.heap).
+        set_arena_max(settings.heap_arena_max)
         set_mmap_threshold(settings.heap_mmap_threshold_kib)
         # Open in the background so /health and /ready answer while indexes load.
         thread = threading.Thread(target=open_engine, name="vecstore-open", daemon=True)

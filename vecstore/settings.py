@@ -32,6 +32,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # (glibc's M_MMAP_THRESHOLD, fixed instead of glibc's self-raising default); 0 (the default)
     # leaves glibc's. Less RSS after bulk loads, slower large reads (vecstore.storage.heap).
     heap_mmap_threshold_kib: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 0
+    # At most this many glibc malloc arenas (M_ARENA_MAX); 0 leaves glibc's 8 per core. Worker
+    # threads that each get an arena keep freed request buffers resident in it after a bulk
+    # load (vecstore.storage.heap).
+    heap_arena_max: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 2
     admin_key: str | None = None
     auth_enabled: bool = True
     metrics_public: bool = False
