@@ -84,3 +84,5 @@ def test_the_indexer_hands_freed_memory_back_once_it_has_caught_up(
     engine.maintain(runtime)  # caught up
     assert runtime.index.ntotal == 300
     assert calls == ["trim"]
+    engine.maintain(runtime, force_checkpoint=True)  # the checkpoint's buffers go back too
+    assert calls == ["trim", "trim"]

@@ -102,8 +102,8 @@ def test_the_server_sets_the_threshold_before_opening_the_engine(
     assert seen == [kib]
 
 
-def test_the_arena_cap_defaults_to_two_and_rejects_nonsense() -> None:
-    assert Settings.from_env({}).heap_arena_max == 2
+def test_the_arena_cap_defaults_to_one_and_rejects_nonsense() -> None:
+    assert Settings.from_env({}).heap_arena_max == 1
     assert Settings.from_env({"VECSTORE_HEAP_ARENA_MAX": "0"}).heap_arena_max == 0
     for bad in ("-1", "5000", "few"):
         with pytest.raises(ValueError, match="heap_arena_max"):

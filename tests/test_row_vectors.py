@@ -104,6 +104,19 @@ def test_block_size_follows_the_dimension() -> None:
         list(vectors.ranges(0, 11, chunk=8))
 
 
+def test_no_block_is_kept_once_every_row_is_dropped() -> None:
+    vectors = RowVectors(2, block_rows=4)
+    vectors.append(np.arange(20, dtype=np.float32).reshape(10, 2))
+    vectors.drop_below(9)  # row 9 is still held: its (partly written) block stays
+    assert vectors.held_bytes == 4 * 2 * 4
+    vectors.drop_below(10)  # everything is indexed: the partly written block goes too
+    assert vectors.held_bytes == 0
+    vectors.append(np.full((3, 2), 7, dtype=np.float32))  # rows 10-12, in a fresh block
+    np.testing.assert_array_equal(vectors.gather(np.array([10, 12])), np.full((2, 2), 7))
+    with pytest.raises(IndexError):
+        vectors.gather(np.array([9]))
+
+
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
 @pytest.mark.parametrize("index_type", ["flat", "hnsw", "hnsw_sq8"])
 def test_indexed_rows_are_read_back_from_the_index_exactly(metric: str, index_type: str) -> None:

@@ -1,6 +1,7 @@
-"""``vecstore serve`` prepares its process before FAISS loads: OpenMP's threads wait passively
-(they would otherwise spin between a batched search's parallel regions, on the cores the
-requests need), unless the operator chose otherwise."""
+"""``vecstore serve`` prepares its process before FAISS and numpy load: OpenMP's threads wait
+passively (they would otherwise spin between a batched search's parallel regions, on the cores
+the requests need), unless the operator chose otherwise, and the malloc arena cap is set before
+any library starts a thread."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 # Runs the real command with uvicorn.run replaced: everything up to serving happens (settings,
 # the data directory's lock, create_app, which loads FAISS and its OpenMP runtime).
@@ -46,3 +49,26 @@ def test_an_operators_openmp_wait_policy_is_kept(tmp_path: Path) -> None:
     shown = _openmp_settings(tmp_path, OMP_WAIT_POLICY="ACTIVE")
     assert "OMP_WAIT_POLICY = 'ACTIVE'" in shown
     assert "GOMP_SPINCOUNT = '0'" not in shown
+
+
+def test_the_arena_cap_is_set_before_numpy_starts_its_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vecstore import cli
+    from vecstore.settings import Settings
+
+    seen: list[int] = []
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # prepare_process sets a default in os.environ
+    monkeypatch.setattr(cli, "set_arena_max", lambda n: bool(seen.append(n)))
+    cli.prepare_process(Settings.from_env({}, data_dir=tmp_path, heap_arena_max=3))
+    assert seen == [3]
+    # serve_command calls prepare_process first: the command line module must not have loaded
+    # numpy (whose BLAS starts threads, each keeping the arena it gets) by then.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, vecstore.cli; print('numpy' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"

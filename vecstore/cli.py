@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from vecstore.settings import Settings
+from vecstore.storage.heap import set_arena_max
 
 
 def serve_argv(host: str, port: int, data_dir: Path) -> list[str]:
@@ -102,12 +103,27 @@ def restore_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_command(args: argparse.Namespace) -> int:
-    # Before FAISS (and its OpenMP runtime, which reads this once) is loaded: OpenMP's worker
-    # threads sleep between parallel regions instead of spinning for a while, so a batched
-    # search or an index add leaves the cores to the requests (docs/architecture.md,
-    # "Concurrency"). An operator's own setting wins.
+def prepare_process(settings: Settings) -> None:
+    """What must happen before FAISS, numpy and their thread pools are loaded."""
+    # OpenMP reads this once, when FAISS loads it: its worker threads then sleep between
+    # parallel regions instead of spinning for a while, so a batched search or an index add
+    # leaves the cores to the requests (docs/architecture.md, "Concurrency"). An operator's
+    # own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # A thread keeps the malloc arena it first gets, and numpy's BLAS starts threads when it is
+    # imported: only a cap set before that binds every thread (vecstore.storage.heap).
+    set_arena_max(settings.heap_arena_max)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(
+            host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level
+        )
+    except ValueError as exc:
+        print(f"vecstore: {exc}", file=sys.stderr)
+        return 2
+    prepare_process(settings)
     import uvicorn
 
     from vecstore.app import create_app
@@ -117,13 +133,6 @@ def serve_command(args: argparse.Namespace) -> int:
     from vecstore.logs import configure_logging
     from vecstore.storage.data_lock import DataDirBusy, DataDirLock
 
-    try:
-        settings = Settings.from_env(
-            host=args.host, port=args.port, data_dir=args.data_dir, log_level=args.log_level
-        )
-    except ValueError as exc:
-        print(f"vecstore: {exc}", file=sys.stderr)
-        return 2
     configure_logging(settings.log_level, settings.log_json)
     if settings.auth_enabled and not settings.admin_key:
         key, generated = ensure_admin_key(settings.data_dir)

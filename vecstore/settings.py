@@ -33,9 +33,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # leaves glibc's. Less RSS after bulk loads, slower large reads (vecstore.storage.heap).
     heap_mmap_threshold_kib: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 0
     # At most this many glibc malloc arenas (M_ARENA_MAX); 0 leaves glibc's 8 per core. Worker
-    # threads that each get an arena keep freed request buffers resident in it after a bulk
-    # load (vecstore.storage.heap).
-    heap_arena_max: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 2
+    # threads with arenas of their own keep freed request buffers resident in them after a bulk
+    # load, where malloc_trim cannot reach (vecstore.storage.heap).
+    heap_arena_max: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 1
     admin_key: str | None = None
     auth_enabled: bool = True
     metrics_public: bool = False

@@ -1036,6 +1036,9 @@ class StorageEngine:
                     t.changes.c.collection_id == runtime.id, t.changes.c.seq < seq
                 )
             )
+        # The save's buffers and the log's deletion were the last large allocations of a burst
+        # of writes (they come after the indexer caught up and trimmed): give them back too.
+        release_free_memory()
 
     # -- stats ------------------------------------------------------------------------------------
     def stats(self, name: str) -> CollectionStats:

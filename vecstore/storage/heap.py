@@ -18,12 +18,16 @@ took 1.2-6.4 ms instead of 0.1 ms at 128 KiB (a rerank of 1,000 ids over HTTP 7.
 ~2.5 ms). Servers short of memory rather than latency can turn it on (``heap_mmap_threshold_kib``).
 
 Each thread that allocates gets an arena of its own, up to eight per core: the worker threads
-that run bulk writes each fill one with request buffers, vector blobs and SQLite pages, and
-after the load each keeps tens of MiB resident that it no longer uses. ``set_arena_max()`` caps
-the arenas the process may have (``mallopt(M_ARENA_MAX)``, ``heap_arena_max``, 2 by default):
-after a 100k 384-d ingest the server's RSS was 346/354 MiB instead of 395/406 MiB with glibc's
-default (scratch runs, alternating; the comparison in docs/benchmarks.md is the committed
-figure), with search and ingest rates unchanged within the host's noise.
+that run bulk writes each fill one with request buffers, vector blobs and SQLite pages. What
+they free at the top of such an arena stays resident: ``malloc_trim`` returns free pages inside
+every arena but shrinks only the main arena's top. After a 100k 384-d ingest the thread arenas
+held 5-40 MiB that way, varying from run to run. ``set_arena_max()`` caps the arenas the
+process may have (``mallopt(M_ARENA_MAX)``, ``heap_arena_max``, 1 by default, so every thread
+allocates from the main arena and a trim reaches all of it). ``vecstore serve`` sets it before
+numpy's BLAS starts its threads: a thread keeps the arena it first got. After a 100k 384-d
+ingest the server's RSS was 343/345/344 MiB with one arena against 373/369/364 MiB with two
+(scratch runs, alternating; the comparison in docs/benchmarks.md is the committed figure), with
+ingest, 8-client search and rerank rates within the noise of each other.
 """
 
 from __future__ import annotations

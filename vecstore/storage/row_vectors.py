@@ -4,7 +4,8 @@ Flat and HNSW-flat FAISS indexes store every vector they hold as the exact float
 was given, so once a row is indexed the table's copy is a second copy of the collection: at 100k
 384-d vectors that is ~150 MB of RSS for nothing. ``RowVectors`` therefore holds the vectors of
 rows ``[base, size)`` only, in fixed-size blocks, and ``drop_below(row)`` frees the blocks wholly
-below a new base (the indexer calls it once rows are in FAISS). Blocks are never resized in place:
+below a new base, and the last one too when no row is left (the indexer calls it once rows are
+in FAISS). Blocks are never resized in place:
 dropping a block or adding one leaves the arrays a reader is still using valid.
 
 Rows are the table's row numbers; the caller (``VectorTable``) serialises mutations.
@@ -61,7 +62,11 @@ class RowVectors:
         if row == self.base:
             return
         self.base = row
-        for block in [b for b in self._blocks if (b + 1) * self.block_rows <= row]:
+        # Every block without a held row goes, the partly written last one too once all of its
+        # rows are dropped (the next append starts a fresh, untouched block).
+        for block in [
+            b for b in self._blocks if (b + 1) * self.block_rows <= row or row == self.size
+        ]:
             del self._blocks[block]
 
     def _block(self, block: int) -> FloatArray:
