@@ -37,6 +37,7 @@ KEY_OBJECT_FIELDS = {
     "rate_limit_per_minute",
 }
 SEARCH_ROUTE = "/v1/collections/{name}/search"
+SEARCH_PATH = "/v1/collections/docs/search"
 
 
 def create_key(client: TestClient[Litestar], role: str = "read", **body: Any) -> dict[str, Any]:
@@ -796,3 +797,52 @@ def test_a_scoped_admin_key_cannot_manage_keys(client: TestClient[Litestar]) -> 
     created = client.post("/v1/collections", json={"name": "tenant-a-1", "dim": 2}, headers=headers)
     assert created.status_code == 201
     assert client.delete("/v1/collections/tenant-a-1", headers=headers).status_code == 200
+
+
+def test_a_request_hashes_its_key_once_and_the_usage_time_is_iso(
+    client: TestClient[Litestar], app: Litestar, docs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = client.post("/v1/admin/keys", json={"name": "r", "role": "read"}).json()["data"]
+    headers = {"x-api-key": created["key"]}
+    # first use: a database read (in a worker thread), which caches the key
+    assert client.post(SEARCH_PATH, json={"vector": [1, 0]}, headers=headers).status_code == 200
+    hashed: list[str] = []
+    real_hash = keys_module.hash_key
+
+    def counting_hash(key: str) -> str:
+        hashed.append(key)
+        return real_hash(key)
+
+    monkeypatch.setattr(keys_module, "hash_key", counting_hash)
+    assert client.post(SEARCH_PATH, json={"vector": [1, 0]}, headers=headers).status_code == 200
+    assert hashed == [created["key"]]
+    # the last use is kept as a number and written in the API's time format when flushed
+    before = datetime.now(UTC)
+    app.state.services.keys.flush()
+    key = client.get(f"/v1/admin/keys/{created['id']}").json()["data"]
+    used = datetime.fromisoformat(key["last_used_at"].replace("Z", "+00:00"))
+    assert key["last_used_at"].endswith("Z")
+    assert before - timedelta(seconds=60) < used <= before
+
+
+def test_from_memory_authentication_never_reads_the_database(
+    app: Litestar, client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = app.state.services.keys
+    created = client.post("/v1/admin/keys", json={"name": "m", "role": "read"}).json()["data"]
+    keys._invalidate()  # nothing cached now
+
+    def no_reads(digest: str) -> Any:
+        raise AssertionError("read the database")
+
+    monkeypatch.setattr(keys.store, "by_hash", no_reads)
+    assert keys.authenticate_from_memory(created["key"]) is None  # not cached: the caller reads
+    assert keys.authenticate_from_memory(ADMIN_KEY).role == "admin"
+    with pytest.raises(keys_module.Unauthorized):
+        keys.authenticate_from_memory(None)
+    monkeypatch.undo()
+    assert keys.authenticate(created["key"]).key_id == created["id"]  # cached by this read
+    monkeypatch.setattr(keys.store, "by_hash", no_reads)
+    principal = keys.authenticate_from_memory(created["key"])
+    assert principal is not None
+    assert principal.key_id == created["id"]

@@ -166,6 +166,9 @@ def serve_command(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # vecstore reads no X-Forwarded-* header (its logs and rate limits go by key, not by
+        # address): skip uvicorn's per-request parsing of them.
+        proxy_headers=False,
         timeout_graceful_shutdown=30,
     )
     return 0

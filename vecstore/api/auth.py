@@ -41,9 +41,7 @@ def cached_principal(services: AppServices, key: str | None) -> Principal | None
     """Who ``key`` is, when that needs no database read (raises for a bad key); else None."""
     if not services.settings.auth_enabled:
         return ANONYMOUS_ADMIN
-    if services.keys.answers_from_memory(key):
-        return services.keys.authenticate(key)
-    return None
+    return services.keys.authenticate_from_memory(key)
 
 
 async def require_role(

@@ -7,9 +7,9 @@ applies middleware after routing: a 404 or 405 would otherwise get no request id
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,11 +20,16 @@ log = logging.getLogger("vecstore.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def new_request_id() -> str:
+    """32 random hex digits (what ``uuid4().hex`` gave, without building a UUID per request)."""
+    return os.urandom(16).hex()
+
+
 def request_id_of(scope: Any) -> str:
     state = scope.setdefault("state", {})
     rid = state.get("request_id")
     if rid is None:
-        rid = uuid.uuid4().hex
+        rid = new_request_id()
         state["request_id"] = rid
     return str(rid)
 
@@ -46,7 +51,7 @@ class RequestContextMiddleware:
                 incoming = value.decode("latin-1")
                 break
         state["request_id"] = (
-            incoming if incoming and _SAFE_ID.fullmatch(incoming) else uuid.uuid4().hex
+            incoming if incoming and _SAFE_ID.fullmatch(incoming) else new_request_id()
         )
         status = 500
 

@@ -35,6 +35,12 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _utc_text(timestamp: float) -> str:
+    """``utc_now()``'s format for a ``time.time()`` value."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def new_secret() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
@@ -83,7 +89,8 @@ class KeyService:
         self._generation = 0
         self._lock = threading.Lock()
         self._usage: Counter[tuple[str, int, str]] = Counter()
-        self._last_used: dict[str, str] = {}
+        # time.time() of each key's last use, formatted when flushed (not on every request)
+        self._last_used: dict[str, float] = {}
         self._flush_interval_s = flush_interval_s
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
@@ -114,7 +121,7 @@ class KeyService:
             if usage or last_used:
                 self.store.add_usage(
                     [(k, h, r, n) for (k, h, r), n in usage.items() if k != BOOTSTRAP_ID],
-                    {k: v for k, v in last_used.items() if k != BOOTSTRAP_ID},
+                    {k: _utc_text(v) for k, v in last_used.items() if k != BOOTSTRAP_ID},
                 )
 
     @contextlib.contextmanager
@@ -138,9 +145,30 @@ class KeyService:
                 "an API key is required: send 'x-api-key: KEY' or 'Authorization: Bearer KEY'"
             )
         digest = hash_key(presented)
-        if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
+        if self._is_admin(digest):
+            return self._principal(digest, None)
+        return self._principal(digest, self._lookup(digest))
+
+    def authenticate_from_memory(self, presented: str | None) -> Principal | None:
+        """``authenticate`` when that needs no database read (it raises as ``authenticate``
+        does), else None. The key is hashed once."""
+        if not presented:
+            return self.authenticate(presented)
+        digest = hash_key(presented)
+        if self._is_admin(digest):
+            return self._principal(digest, None)
+        with self._lock:
+            if digest not in self._cache:
+                return None
+            row = self._cache[digest]
+        return self._principal(digest, row)
+
+    def _is_admin(self, digest: str) -> bool:
+        return self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash)
+
+    def _principal(self, digest: str, row: KeyRow | None) -> Principal:
+        if self._is_admin(digest):
             return Principal(BOOTSTRAP_ID, "bootstrap admin", "admin", None)
-        row = self._lookup(digest)
         # The lookup is by hash; the final comparison is constant-time all the same.
         if row is None or not hmac.compare_digest(row.key_hash, digest):
             raise Unauthorized("the API key is not valid")
@@ -155,16 +183,6 @@ class KeyService:
             tuple(row.collections) if row.collections is not None else None,
             row.rate_limit_per_minute,
         )
-
-    def answers_from_memory(self, presented: str | None) -> bool:
-        """True when ``authenticate`` will not touch the database for this key."""
-        if not presented:
-            return True
-        digest = hash_key(presented)
-        if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
-            return True
-        with self._lock:
-            return digest in self._cache
 
     def _lookup(self, digest: str) -> KeyRow | None:
         with self._lock:
@@ -208,7 +226,7 @@ class KeyService:
         now = time.time()
         with self._lock:
             self._usage[(principal.key_id, int(now // 3600), route)] += 1
-            self._last_used[principal.key_id] = utc_now()
+            self._last_used[principal.key_id] = now
 
     # -- administration ---------------------------------------------------------------------
     @staticmethod

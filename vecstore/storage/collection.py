@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 
 import msgspec
 import numpy as np
@@ -178,16 +179,23 @@ class CollectionRuntime:
         with self.table_lock.read(blocking=blocking), self.index_lock.read(blocking=blocking):
             table, index = self.table, self.index
             fresh_start = table.first_row_after(index.watermark)
-            indexed_available = int(np.count_nonzero(table.alive[:fresh_start]))
+            fresh = fresh_start < table.size
+            if fresh:
+                indexed_available = int(np.count_nonzero(table.alive[:fresh_start]))
+            else:
+                indexed_available = table.alive_count
             if not indexed_available:
                 return [self._top(self._scan_rows(fresh_start, table.size, q, n), q, n) for q in qs]
             factor = self.params.rescore_factor if self.params.type == "hnsw_sq8" else 1
             fetch = min(n * factor, indexed_available)
             ef = max(ef_search or self.params.ef_search, fetch)
             positions = index.search_positions(qs, fetch, ef_search=ef)
-            ids = np.where(positions >= 0, index.ids[positions], -1)
+            ids = index.ids[positions]
+            short = bool((positions < 0).any())
+            if short:  # FAISS pads with -1 (which picked the last id just now)
+                ids[positions < 0] = -1
             rows = table.rows_for_ids(ids)
-            if fresh_start == table.size and bool((rows >= 0).all()):
+            if not fresh and not short and bool((rows >= 0).all()):
                 return self._top_of_index_hits(qs, rows, positions, n)
             needed = min(n, indexed_available)
             out: list[list[Hit]] = []
@@ -212,17 +220,18 @@ class CollectionRuntime:
         batch. Each query's rows are put in row order and their vectors read from the index's
         storage (the same values ``_vectors_of`` reads), so each query is scored exactly as
         ``_top`` scores it. Caller holds both locks."""
-        order = np.argsort(rows, axis=1)
-        rows = np.take_along_axis(rows, order, axis=1)
+        by_row = (np.arange(len(rows))[:, None], np.argsort(rows, axis=1))
+        rows = rows[by_row]
         if self.index.holds_exact_vectors:
-            vectors = self.index.stored_vectors()[np.take_along_axis(positions, order, axis=1)]
+            vectors = self.index.stored_vectors()[positions[by_row]]
         else:
             vectors = self._vectors_of(rows.ravel()).reshape(*rows.shape, self.dim)
         out: list[list[Hit]] = []
         for q, found, stored in zip(qs, rows, vectors, strict=True):
             scores = self.scores(stored, q)
-            keep = _best(scores, n)
-            found, scores = found[keep], scores[keep]
+            if len(scores) > n:  # a re-scored quantised index fetched more than n
+                keep = _best(scores, n)
+                found, scores = found[keep], scores[keep]
             best = np.lexsort((found, -scores))[:n]
             out.append(self._scored(found[best], scores[best]))
         return out
@@ -416,22 +425,28 @@ class CollectionRuntime:
         q = self.to_index_space(query.reshape(-1))
         with self.table_lock.read(blocking=blocking), self._reading_vectors(blocking=blocking):
             table = self.table
-            found = list(map(table.row_by_external.get, external_ids))  # C-level lookups
-            if None in found:
-                not_found = [e for e, r in zip(external_ids, found, strict=True) if r is None]
-                found = [r for r in found if r is not None]
-            else:
-                not_found = []
-            rows = np.asarray(found, dtype=np.int64)
-            if len(rows) == 0:
+            found = np.fromiter(  # C-level lookups, -1 for an id with no live record
+                map(table.row_by_external.get, external_ids, repeat(-1)),
+                dtype=np.int64,
+                count=len(external_ids),
+            )
+            absent = found < 0
+            not_found: list[str] = []
+            if absent.any():
+                not_found = list(compress(external_ids, absent.tolist()))
+                found = found[~absent]
+            if len(found) == 0:
                 return [], not_found
-            scores = self.scores(self._vectors_of(rows), q)
-            order = np.argsort(-scores, kind="stable")
-            if score_threshold is not None:
-                order = order[scores[order] >= score_threshold]
-            if top_k is not None:
-                order = order[:top_k]
-            return self._scored(rows[order], scores[order]), not_found
+            # Read and score the rows in row order: sorted lookups and a forward walk through
+            # the vectors (random reads of 1,000 rows cost more than scoring them), then the
+            # scores go back to the candidates' order. Each row's score does not depend on the
+            # order it is scored in.
+            by_row = np.argsort(found)
+            scored = self.scores(self._vectors_of(found[by_row]), q)
+            scores = np.empty_like(scored)
+            scores[by_row] = scored
+            best = _ranked(scores, top_k, score_threshold)
+            return self._scored(found[best], scores[best]), not_found
 
     def index_vector_of(self, external_id: str) -> tuple[int, FloatArray] | None:
         with self.table_lock.read(), self._reading_vectors():
@@ -547,6 +562,19 @@ def _sorted_unique(rows: np.ndarray) -> np.ndarray:
     if len(rows) > 1:
         rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
     return rows
+
+
+def _ranked(scores: np.ndarray, top_k: int | None, threshold: float | None) -> np.ndarray:
+    """Indices of the scores at or above ``threshold``, best first, ties in index order (what a
+    stable sort gives), at most ``top_k``: only the candidates that can make the cut are
+    sorted."""
+    keep = np.arange(len(scores)) if threshold is None else np.flatnonzero(scores >= threshold)
+    if top_k is not None and top_k < len(keep):
+        kept = scores[keep]
+        kth = -np.partition(-kept, top_k - 1)[top_k - 1]  # the top_k-th best score
+        keep = keep[kept >= kth]
+    order: np.ndarray = keep[np.argsort(-scores[keep], kind="stable")]
+    return order[:top_k] if top_k is not None else order
 
 
 def _best(scores: np.ndarray, n: int) -> np.ndarray:

@@ -23,21 +23,24 @@ class RWLock:
         self._writer = False
         self._writers_waiting = 0
 
-    @contextmanager
-    def read(self, *, blocking: bool = True) -> Iterator[None]:
+    def read(self, *, blocking: bool = True) -> _ReadHold:
+        """``with lock.read(): ...`` (a plain object rather than a generator: a search takes
+        two of these, and a generator-based context costs several times as much)."""
+        return _ReadHold(self, blocking)
+
+    def _acquire_read(self, blocking: bool) -> None:
         with self._cond:
             while self._writer or self._writers_waiting:
                 if not blocking:
                     raise WouldBlock("a writer holds or awaits the lock")
                 self._cond.wait()
             self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+
+    def _release_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if self._readers == 0:
+                self._cond.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -55,3 +58,17 @@ class RWLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+class _ReadHold:
+    __slots__ = ("_blocking", "_lock")
+
+    def __init__(self, lock: RWLock, blocking: bool) -> None:
+        self._lock = lock
+        self._blocking = blocking
+
+    def __enter__(self) -> None:
+        self._lock._acquire_read(self._blocking)
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock._release_read()
