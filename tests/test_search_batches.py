@@ -151,6 +151,24 @@ def test_searches_of_one_turn_share_one_run_in_arrival_order() -> None:
     assert [r.total_count for r in results] == [1, 2, 3, 4, 5]
 
 
+def test_a_search_with_no_other_request_beside_it_runs_at_once() -> None:
+    search = _Search()
+
+    async def scenario() -> tuple[list[tuple[list[int], bool]], list[SearchResult]]:
+        batcher = _batcher(search)
+        batcher.note_idle()  # the tasks now are not requests
+        plans = _plans(4)
+        alone = await batcher.run(plans[0])  # awaited here, no other task: runs in the call
+        at_once = list(search.calls)
+        together = await asyncio.gather(*(batcher.run(p) for p in plans[1:]))
+        return at_once, [alone, *together]
+
+    at_once, results = asyncio.run(scenario())
+    assert at_once == [([1], True)]
+    assert search.calls == [([1], True), ([2, 3, 4], True)]  # three tasks at once: a batch
+    assert [r.total_count for r in results] == [1, 2, 3, 4]
+
+
 def test_a_turn_takes_at_most_max_batch_and_the_rest_follow() -> None:
     search = _Search()
 

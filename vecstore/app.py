@@ -223,6 +223,7 @@ def create_app(
         thread.start()
         opening.append(thread)
         services.keys.start()
+        services.search_batches.note_idle()
         try:
             yield
         finally:
