@@ -143,6 +143,7 @@ def build_services(
             checkpoint_idle_s=settings.checkpoint_idle_s,
             compaction_threshold=settings.compaction_threshold,
             exact_filter_max_matches=settings.exact_filter_max_matches,
+            index_huge_pages=settings.index_huge_pages,
         )
     )
     limits = Limits(

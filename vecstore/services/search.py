@@ -202,8 +202,13 @@ class SearchService:
         for members in batches.values():
             first = plans[members[0]]
             t0 = time.perf_counter()
+            queries = (
+                first.vector.reshape(1, -1)
+                if len(members) == 1
+                else np.stack([plans[i].vector for i in members])
+            )
             found = first.runtime.search_many(
-                np.stack([plans[i].vector for i in members]),
+                queries,
                 first.k + first.offset,
                 ef_search=first.ef_search,
                 blocking=not nonblocking,

@@ -36,9 +36,9 @@ def as_vector(
             )
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, rejected just below
             arr = np.asarray(values, dtype=np.float32)
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise InvalidVector(f"'{field}' contains NaN or Infinity (or a value beyond float32)")
-    if metric == "cosine" and not np.any(arr):
+    if metric == "cosine" and not arr.any():
         raise InvalidVector(f"'{field}' is all zeros, which has no cosine similarity")
     return arr
 

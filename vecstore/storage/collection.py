@@ -190,6 +190,10 @@ class CollectionRuntime:
             fetch = min(n * factor, indexed_available)
             ef = max(ef_search or self.params.ef_search, fetch)
             positions = index.search_positions(qs, fetch, ef_search=ef)
+            if len(qs) == 1 and not fresh and fetch == n and index.holds_exact_vectors:
+                lone = self._top_of_lone_hits(qs[0], positions[0], n)
+                if lone is not None:
+                    return [lone]
             ids = index.ids[positions]
             short = bool((positions < 0).any())
             if short:  # FAISS pads with -1 (which picked the last id just now)
@@ -235,6 +239,30 @@ class CollectionRuntime:
             best = np.lexsort((found, -scores))[:n]
             out.append(self._scored(found[best], scores[best]))
         return out
+
+    def _top_of_lone_hits(self, q: FloatArray, positions: np.ndarray, n: int) -> list[Hit] | None:
+        """``_top_of_index_hits`` for one query (a client searching alone), or None when one of
+        its hits is not a live row. The same scores (the same gather in row order, the same
+        ``scores`` call) and order, with the per-hit bookkeeping on Python lists: right after
+        an HNSW search has swept the core's caches, each numpy call costs several
+        microseconds, a list operation on ten items a fraction of one. Caller holds both
+        locks."""
+        if -1 in positions.tolist():
+            return None
+        # FAISS positions, internal ids and rows all grow together (ids are added in
+        # increasing order, and rows are kept in id order): position order is row order.
+        in_order = np.sort(positions)
+        index = self.index
+        ids = index.ids[in_order]
+        rows = self.table.live_rows_of(ids)
+        if rows is None:
+            return None
+        scores = self.scores(index.stored_vectors()[in_order], q).tolist()
+        ranked = sorted(range(len(rows)), key=lambda i: (-scores[i], rows[i]))[:n]
+        internal = ids.tolist()
+        return self._hits_of(
+            [rows[i] for i in ranked], [scores[i] for i in ranked], [internal[i] for i in ranked]
+        )
 
     @contextmanager
     def _reading_vectors(self, *, blocking: bool = True) -> Iterator[None]:
@@ -359,15 +387,16 @@ class CollectionRuntime:
 
     def _scored(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
         """Rows (already ordered) to results; bulk ``tolist`` keeps numpy out of the loop."""
+        return self._hits_of(rows.tolist(), scores.tolist(), self.table.ids[rows].tolist())
+
+    def _hits_of(self, rows: list[int], scores: list[float], internal_ids: list[int]) -> list[Hit]:
         table = self.table
         ext, meta = table.external_ids, table.metadata_json
-        row_list = rows.tolist()
         # One decode of a JSON array instead of one call per hit (live rows never hold b"").
-        metadata = _decode_many(b"[" + b",".join([meta[r] for r in row_list]) + b"]")
-        externals = [ext[r] for r in row_list]
-        score_list = scores.tolist()
-        distances = [-s for s in score_list] if self.metric == "l2" else [None] * len(row_list)
-        return list(map(Hit, externals, score_list, table.ids[rows].tolist(), metadata, distances))
+        metadata = _decode_many(b"[" + b",".join([meta[r] for r in rows]) + b"]")
+        externals = [ext[r] for r in rows]
+        distances = [-s for s in scores] if self.metric == "l2" else [None] * len(rows)
+        return list(map(Hit, externals, scores, internal_ids, metadata, distances))
 
     def _matching_rows(self, node: Node) -> np.ndarray:
         """Live rows matching a filter (caller holds the table lock)."""

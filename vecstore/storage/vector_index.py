@@ -71,7 +71,9 @@ class VectorIndex:
     # -- state ------------------------------------------------------------------------------
     @property
     def ntotal(self) -> int:
-        return int(self.index.ntotal)
+        # ``ids`` has one entry per FAISS position (``add`` and ``load`` keep them in step):
+        # its length is free, where reading FAISS's own counter goes through SWIG.
+        return len(self.ids)
 
     @property
     def watermark(self) -> int:
@@ -98,6 +100,21 @@ class VectorIndex:
         """Whether the index stores every vector as the exact float32 it was given (flat and
         HNSW-flat do; the 8-bit quantiser does not), so the row table need not keep a copy."""
         return self.params.type in ("flat", "hnsw")
+
+    def memory_regions(self) -> list[tuple[int, int]]:
+        """``(address, bytes)`` of the index's large arrays (the stored codes, and an HNSW
+        graph's neighbour lists), for ``huge_pages.advise``. Valid until the next ``add``
+        (which may move them); call under the index lock."""
+        if self.ntotal == 0:
+            return []
+        index = self.index
+        if self.is_hnsw:
+            storage = faiss.downcast_index(index.storage)
+            neighbors = index.hnsw.neighbors
+            arrays = [(storage.codes, 1), (neighbors, 4)]  # (vector, bytes per element)
+        else:
+            arrays = [(index.codes, 1)]
+        return [(int(a.data()), int(a.size()) * width) for a, width in arrays if a.size()]
 
     def stored_vectors(self) -> FloatArray:
         """A view of the stored vectors, by position. It borrows FAISS's memory, which the next

@@ -73,14 +73,25 @@ class VectorTable:
         ids = np.asarray(ids, dtype=np.int64)
         if self.size == 0 or ids.size == 0:
             return np.full(ids.shape, -1, dtype=np.int64)
-        rows = np.searchsorted(self.ids, ids)
+        rows = self.ids.searchsorted(ids)
         rows = np.minimum(rows, self.size - 1)
         ok = (self._ids[rows] == ids) & self._alive[rows]
         return np.where(ok, rows, -1)
 
+    def live_rows_of(self, ids: IdArray) -> list[int] | None:
+        """The rows of a few internal ids, when every one is a live row; else None. The
+        per-id checks of ``rows_for_ids`` in Python: for the ten hits of one search that is
+        cheaper than five array operations."""
+        rows: list[int] = self.ids.searchsorted(ids).tolist()
+        size, known, alive = self.size, self._ids, self._alive
+        for row, internal_id in zip(rows, ids.tolist(), strict=True):
+            if row >= size or known[row] != internal_id or not alive[row]:
+                return None
+        return rows
+
     def first_row_after(self, internal_id: int) -> int:
         """Index of the first row whose id is greater than ``internal_id``."""
-        return int(np.searchsorted(self.ids, internal_id, side="right"))
+        return int(self.ids.searchsorted(internal_id, side="right"))
 
     # -- mutations ------------------------------------------------------------------------
     def append(
