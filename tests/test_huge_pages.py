@@ -117,6 +117,32 @@ def test_the_indexer_advises_grown_indexes_unless_turned_off(tmp_path: Path, ena
         assert advised == 0
 
 
+def test_a_reopened_index_goes_on_huge_pages_in_the_indexer_not_at_open(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    app = create_app(settings)
+    with TestClient(app=app) as client:
+        wait_ready(client)
+        client.headers["x-api-key"] = ADMIN_KEY
+        _fill(client, 6000, 256)
+        flush_indexes(app)  # indexed and checkpointed: nothing left to index after a reopen
+    reopened = create_app(settings)
+    engine = reopened.state.services.engine
+    engine.open(start_indexer=False)
+    try:
+        assert engine.huge_page_bytes == 0  # open() leaves it to the indexer
+        runtime = engine.runtime("big")
+        assert runtime.huge_pages_due
+        engine.maintain(runtime)  # the indexer's first round
+        assert not runtime.huge_pages_due
+        if HAS_THP:
+            assert engine.huge_page_bytes >= 2 * MIB
+        before = engine.huge_page_bytes
+        engine.maintain(runtime)  # nothing new: not advised again
+        assert engine.huge_page_bytes == before
+    finally:
+        engine.close()
+
+
 def test_the_setting_defaults_on_and_reads_from_the_environment() -> None:
     assert Settings.from_env({}).index_huge_pages is True
     assert Settings.from_env({"VECSTORE_INDEX_HUGE_PAGES": "false"}).index_huge_pages is False

@@ -62,6 +62,7 @@ class CollectionRuntime:
     last_change_monotonic: float = 0.0
     pending_kills: deque[IdArray] = field(default_factory=deque)
     indexer_mutex: threading.Lock = field(default_factory=threading.Lock)
+    huge_pages_due: bool = True  # the indexer's next round puts the index on huge pages
 
     def __post_init__(self) -> None:
         self.table = VectorTable(self.dim)

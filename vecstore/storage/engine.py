@@ -139,10 +139,6 @@ class StorageEngine:
         # Loading read every vector into the row tables, then freed those the checkpoints hold.
         release_free_memory()
         self.ready = True
-        # After ready: collapsing into huge pages copies the indexes (~0.5 s per 150 MB), and
-        # searches are served meanwhile (on small pages).
-        for runtime in list(self._runtimes.values()):
-            self._use_huge_pages(runtime)
         if start_indexer:
             self._indexer = threading.Thread(
                 target=self._indexer_loop, name="vecstore-indexer", daemon=True
@@ -986,6 +982,12 @@ class StorageEngine:
         with runtime.indexer_mutex:
             if self._runtimes.get(runtime.name) is not runtime:
                 return  # dropped meanwhile
+            if runtime.huge_pages_due:
+                # A loaded index, on the indexer's first round rather than in ``open``: the
+                # collapse copies the index (~0.5 s per 150 MB) while searches go on, on small
+                # pages meanwhile, and start-up does not wait for it.
+                runtime.huge_pages_due = False
+                self._use_huge_pages(runtime)
             keep_fresh = 0
             if (
                 defer
