@@ -1028,12 +1028,16 @@ class StorageEngine:
                 self._checkpoint(runtime)
 
     def _use_huge_pages(self, runtime: CollectionRuntime) -> None:
-        """Huge pages under the index's arrays (``huge_pages``). Under the index lock's read
-        side: an ``add`` may move the arrays, a search only reads them."""
+        """Huge pages under the index's arrays (``huge_pages``); the indexer calls it, under
+        the runtime's ``indexer_mutex``. Only an ``add`` or a rebuild moves those arrays, and
+        only the indexer does either, so the addresses stay valid without the index lock:
+        the collapse (~0.5 s per 150 MB) holds no lock that a writer, and the searches queued
+        behind a waiting writer, would wait for."""
         if not self.config.index_huge_pages:
             return
         with runtime.index_lock.read():
-            self.huge_page_bytes += huge_pages.advise(runtime.index.memory_regions())
+            regions = runtime.index.memory_regions()
+        self.huge_page_bytes += huge_pages.advise(regions)
 
     def _checkpoint(self, runtime: CollectionRuntime) -> None:
         if self._runtimes.get(runtime.name) is not runtime:
