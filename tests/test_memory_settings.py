@@ -57,7 +57,9 @@ def test_the_mmap_threshold_setting_defaults_to_glibc_and_rejects_nonsense() -> 
             Settings.from_env({"VECSTORE_HEAP_MMAP_THRESHOLD_KIB": bad})
 
 
-def test_the_mmap_threshold_goes_to_mallopt_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def mallopt_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The ``(param, value)`` of each ``mallopt`` call, which glibc would have accepted."""
     calls: list[tuple[int, int]] = []
 
     def fake_mallopt(param: int, value: int) -> int:
@@ -65,9 +67,15 @@ def test_the_mmap_threshold_goes_to_mallopt_in_bytes(monkeypatch: pytest.MonkeyP
         return 1
 
     monkeypatch.setattr(heap, "_mallopt", lambda: fake_mallopt)
+    return calls
+
+
+def test_the_mmap_threshold_goes_to_mallopt_in_bytes(
+    mallopt_calls: list[tuple[int, int]],
+) -> None:
     assert heap.set_mmap_threshold(128) is True
     assert heap.set_mmap_threshold(0) is False  # 0: glibc's own default, nothing is set
-    assert calls == [(-3, 128 * 1024)]  # M_MMAP_THRESHOLD
+    assert mallopt_calls == [(-3, 128 * 1024)]  # M_MMAP_THRESHOLD
 
 
 def test_glibc_takes_the_threshold_and_other_platforms_ignore_it(
@@ -110,17 +118,10 @@ def test_the_arena_cap_defaults_to_one_and_rejects_nonsense() -> None:
             Settings.from_env({"VECSTORE_HEAP_ARENA_MAX": bad})
 
 
-def test_the_arena_cap_goes_to_mallopt(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[int, int]] = []
-
-    def fake_mallopt(param: int, value: int) -> int:
-        calls.append((param, value))
-        return 1
-
-    monkeypatch.setattr(heap, "_mallopt", lambda: fake_mallopt)
+def test_the_arena_cap_goes_to_mallopt(mallopt_calls: list[tuple[int, int]]) -> None:
     assert heap.set_arena_max(2) is True
     assert heap.set_arena_max(0) is False  # 0: glibc's own default, nothing is set
-    assert calls == [(-8, 2)]  # M_ARENA_MAX
+    assert mallopt_calls == [(-8, 2)]  # M_ARENA_MAX
 
 
 @pytest.mark.parametrize("arenas", [2, 0])

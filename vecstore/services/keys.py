@@ -63,6 +63,7 @@ class Principal:
 
 
 ANONYMOUS_ADMIN = Principal("anonymous", "auth disabled", "admin", None)
+BOOTSTRAP_ADMIN = Principal(BOOTSTRAP_ID, "bootstrap admin", "admin", None)
 
 
 def _parse_time(value: str) -> datetime:
@@ -146,7 +147,7 @@ class KeyService:
             )
         digest = hash_key(presented)
         if self._is_admin(digest):
-            return self._principal(digest, None)
+            return BOOTSTRAP_ADMIN
         return self._principal(digest, self._lookup(digest))
 
     def authenticate_from_memory(self, presented: str | None) -> Principal | None:
@@ -156,7 +157,7 @@ class KeyService:
             return self.authenticate(presented)
         digest = hash_key(presented)
         if self._is_admin(digest):
-            return self._principal(digest, None)
+            return BOOTSTRAP_ADMIN
         with self._lock:
             if digest not in self._cache:
                 return None
@@ -166,9 +167,9 @@ class KeyService:
     def _is_admin(self, digest: str) -> bool:
         return self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash)
 
-    def _principal(self, digest: str, row: KeyRow | None) -> Principal:
-        if self._is_admin(digest):
-            return Principal(BOOTSTRAP_ID, "bootstrap admin", "admin", None)
+    @staticmethod
+    def _principal(digest: str, row: KeyRow | None) -> Principal:
+        """The key stored as ``row`` (None: no key has that hash), checked and still valid."""
         # The lookup is by hash; the final comparison is constant-time all the same.
         if row is None or not hmac.compare_digest(row.key_hash, digest):
             raise Unauthorized("the API key is not valid")

@@ -118,7 +118,6 @@ class StorageEngine:
         self._indexer: threading.Thread | None = None
         self.ready = False
         self.index_rebuilds = 0
-        self.huge_page_bytes = 0  # bytes advised so far (huge_pages.advise), for tests
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self, *, start_indexer: bool = True) -> None:
@@ -1037,7 +1036,7 @@ class StorageEngine:
             return
         with runtime.index_lock.read():
             regions = runtime.index.memory_regions()
-        self.huge_page_bytes += huge_pages.advise(regions)
+        huge_pages.advise(regions)
 
     def _checkpoint(self, runtime: CollectionRuntime) -> None:
         if self._runtimes.get(runtime.name) is not runtime:

@@ -80,22 +80,3 @@ def advise(regions: Iterable[tuple[int, int]], *, collapse: bool = True) -> int:
         ):
             _collapse_supported = False
     return advised
-
-
-def huge_bytes_in(start: int, stop: int) -> int:
-    """Bytes of ``[start, stop)`` of this process backed by huge pages (``/proc/self/smaps``;
-    0 where unknown). For tests and diagnostics."""
-    total = 0
-    try:
-        with open("/proc/self/smaps", encoding="ascii", errors="replace") as smaps:
-            inside = False
-            for line in smaps:
-                head = line.split(" ", 1)[0]
-                if "-" in head and not head.endswith(":"):
-                    lo, hi = (int(part, 16) for part in head.split("-"))
-                    inside = lo < stop and hi > start
-                elif inside and line.startswith("AnonHugePages:"):
-                    total += int(line.split()[1]) * 1024
-    except OSError:
-        return 0
-    return total
