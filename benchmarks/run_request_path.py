@@ -10,12 +10,18 @@ cite:
 4. the query vector as a JSON float list vs base64 float32: the server's time per search in
    process (1.), and the client's CPU per request with the body encoded from numpy each time;
 5. the hot-read lane (``api/hot_paths.py``) vs the same request routed by Litestar, in process
-   (base64 query, on the loop).
+   (base64 query, on the loop), and a lone search ranked on lists
+   (``CollectionRuntime._top_of_lone_hits``) vs the general path;
+6. an HNSW index on huge pages (``vecstore.storage.huge_pages``) vs the same index on small
+   pages: FAISS's time per single-query search at ef 32, two copies of one index searched in
+   alternating rounds; and, on the small-page copy, four tiny numpy calls timed right after
+   each search against the same four in a tight loop (what a search's cache sweep costs the
+   Python that follows it).
 
 Variants alternate in rounds and medians are reported, so a drifting host affects both alike.
 
     python -m benchmarks.run_request_path [--vectors 20000] [--requests 1000] [--rounds 5]
-        [--tag NAME]   # results as request-path-<date>-NAME.{json,md}
+        [--index-vectors 100000] [--tag NAME]   # results as request-path-<date>-NAME.{json,md}
 """
 
 from __future__ import annotations
@@ -172,10 +178,15 @@ async def _loop_vs_thread(n: int, requests: int, rounds: int) -> dict[str, Any]:
                 msgspec.json.encode({"vector": v, "k": 10, "ef_search": 32}) for v in _b64(queries)
             ]
             quick = runtime_class.answers_quickly
+            lone = runtime_class._top_of_lone_hits
             lane: HotPaths = app.app.state.hot_paths
 
-            async def timed(on_loop: bool, these: list[bytes], routed: bool = False) -> float:
+            async def timed(
+                on_loop: bool, these: list[bytes], routed: bool = False, general: bool = False
+            ) -> float:
                 runtime_class.answers_quickly = quick if on_loop else (lambda self, n, ef: False)
+                # None: "not the usual case", so the lone search takes the general path
+                runtime_class._top_of_lone_hits = (lambda *_: None) if general else lone
                 lane.enabled = not routed
                 t = time.perf_counter()
                 for i in range(requests):
@@ -185,15 +196,17 @@ async def _loop_vs_thread(n: int, requests: int, rounds: int) -> dict[str, Any]:
                     assert status == 200, status
                 return (time.perf_counter() - t) * 1000 / requests
 
-            loop_ms, thread_ms, b64_ms, routed_ms = [], [], [], []
+            loop_ms, thread_ms, b64_ms, routed_ms, general_ms = [], [], [], [], []
             try:
                 for _ in range(rounds):
                     loop_ms.append(await timed(True, bodies))
                     thread_ms.append(await timed(False, bodies))
                     b64_ms.append(await timed(True, b64_bodies))
                     routed_ms.append(await timed(True, b64_bodies, routed=True))
+                    general_ms.append(await timed(True, b64_bodies, general=True))
             finally:
                 runtime_class.answers_quickly = quick
+                runtime_class._top_of_lone_hits = lone
                 lane.enabled = True
         finally:
             await app.lifespan("shutdown")
@@ -204,11 +217,13 @@ async def _loop_vs_thread(n: int, requests: int, rounds: int) -> dict[str, Any]:
         "through_thread_ms_per_request": statistics.median(thread_ms),
         "on_loop_base64_query_ms_per_request": statistics.median(b64_ms),
         "routed_base64_query_ms_per_request": statistics.median(routed_ms),
+        "general_path_base64_query_ms_per_request": statistics.median(general_ms),
         "rounds": {
             "on_loop": loop_ms,
             "through_thread": thread_ms,
             "on_loop_base64": b64_ms,
             "routed_base64": routed_ms,
+            "general_path_base64": general_ms,
         },
     }
 
@@ -323,8 +338,72 @@ def _client_cpu(requests: int, rounds: int) -> dict[str, Any]:
     }
 
 
+# -- 6. huge pages, and the cache a search sweeps -------------------------------------------------
+def _index_pages(n: int, queries: int, rounds: int) -> dict[str, Any]:
+    import importlib
+
+    faiss: Any = importlib.import_module("faiss")  # untyped, as in vector_index
+    from vecstore.storage import huge_pages
+    from vecstore.storage.vector_index import faiss_memory_regions
+
+    small = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
+    small.hnsw.efConstruction = 128
+    small.add(_vectors(n, 6))
+    huge = faiss.clone_index(small)  # the same graph and vectors, in memory of its own
+    advised = huge_pages.advise(faiss_memory_regions(huge))
+    for index in (small, huge):
+        index.hnsw.efSearch = 32
+    qs = _vectors(queries, 7)
+    ids = np.arange(1000, dtype=np.int64)
+    pos = np.arange(10)[None]
+
+    def tiny() -> None:  # four calls of the kind a search's bookkeeping makes
+        found = ids[pos]
+        bool((pos < 0).any())
+        ids.searchsorted(found)
+        np.minimum(found, 5)
+
+    def searches(index: Any, with_tiny: bool) -> tuple[float, float]:
+        search_s = tiny_s = 0.0
+        for i in range(queries):
+            t = time.perf_counter()
+            index.search(qs[i : i + 1], 10)
+            t2 = time.perf_counter()
+            if with_tiny:
+                tiny()
+            search_s += t2 - t
+            tiny_s += time.perf_counter() - t2
+        return search_s / queries * 1e6, tiny_s / queries * 1e6
+
+    def tiny_alone() -> float:
+        t = time.perf_counter()
+        for _ in range(queries):
+            tiny()
+        return (time.perf_counter() - t) / queries * 1e6
+
+    runs: dict[str, list[float]] = {"small": [], "huge": [], "after": [], "alone": []}
+    for _ in range(rounds):
+        small_us, after_us = searches(small, True)
+        runs["small"].append(small_us)
+        runs["after"].append(after_us)
+        runs["huge"].append(searches(huge, False)[0])
+        runs["alone"].append(tiny_alone())
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return {
+        "vectors": n,
+        "queries_per_round": queries,
+        "transparent_hugepage": thp.read_text().strip() if thp.exists() else "absent",
+        "advised_bytes": advised,
+        "small_pages_search_us": statistics.median(runs["small"]),
+        "huge_pages_search_us": statistics.median(runs["huge"]),
+        "tiny_calls_after_search_us": statistics.median(runs["after"]),
+        "tiny_calls_in_a_loop_us": statistics.median(runs["alone"]),
+        "rounds": runs,
+    }
+
+
 def _markdown(r: dict[str, Any]) -> str:
-    lt, b, c = r["loop_vs_thread"], r["base64"], r["client_cpu"]
+    lt, b, c, ip = r["loop_vs_thread"], r["base64"], r["client_cpu"], r["index_pages"]
     return "\n".join(
         [
             f"# Request path — {r['date']}",
@@ -341,6 +420,8 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| {lt['on_loop_base64_query_ms_per_request']:.3f} ms |",
             f"| the same routed by Litestar (hot-read lane off) "
             f"| {lt.get('routed_base64_query_ms_per_request', float('nan')):.3f} ms |",
+            f"| on the loop, base64, lone search on the general path (lists off) "
+            f"| {lt['general_path_base64_query_ms_per_request']:.3f} ms |",
             f"| `b64decode(validate=True)`, {b['vectors']:,} vectors of {DIM} "
             f"| {b['b64decode_validate_ms']:.2f} ms |",
             f"| `a2b_base64(strict_mode=True)`, same | {b['a2b_base64_strict_ms']:.2f} ms |",
@@ -353,6 +434,13 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| {c['float_query_client_cpu_ms_per_request']:.3f} ms |",
             f"| the same, query vector as base64 "
             f"| {c['base64_query_client_cpu_ms_per_request']:.3f} ms |",
+            f"| FAISS HNSW search, ef 32, {ip['vectors']:,} vectors, small pages "
+            f"| {ip['small_pages_search_us']:.1f} µs |",
+            f"| the same index on huge pages ({ip['advised_bytes'] / 2**20:,.0f} MiB advised; "
+            f"THP `{ip['transparent_hugepage']}`) | {ip['huge_pages_search_us']:.1f} µs |",
+            f"| four tiny numpy calls right after a search | "
+            f"{ip['tiny_calls_after_search_us']:.1f} µs |",
+            f"| the same four in a tight loop | {ip['tiny_calls_in_a_loop_us']:.1f} µs |",
             "",
         ]
     )
@@ -363,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--vectors", type=int, default=20000)
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--index-vectors", type=int, default=100000, help="for the huge-page part")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--tag", default="", help="results as request-path-<date>-TAG")
     args = p.parse_args(argv)
@@ -374,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loop_vs_thread": asyncio.run(_loop_vs_thread(args.vectors, args.requests, args.rounds)),
         "base64": _base64_decoding(repeats=10 * args.rounds),
         "client_cpu": _client_cpu(args.requests, args.rounds),
+        "index_pages": _index_pages(args.index_vectors, args.requests, args.rounds),
     }
     stem = f"request-path-{results['date']}{'-' + args.tag if args.tag else ''}"
     write_results(args.out, stem, results, _markdown(results))

@@ -17,7 +17,7 @@ import pytest
 _SERVE_WITHOUT_LISTENING = """
 import sys
 import uvicorn
-uvicorn.run = lambda *args, **kwargs: print("serving", file=sys.stderr)
+uvicorn.run = lambda *args, **kwargs: print("serving", sorted(kwargs.items()), file=sys.stderr)
 from vecstore import cli
 sys.exit(cli.main(["serve", "--data-dir", sys.argv[1], "--port", "1"]))
 """
@@ -72,3 +72,11 @@ def test_the_arena_cap_is_set_before_numpy_starts_its_threads(
         check=True,
     )
     assert loaded.stdout.strip() == "False"
+
+
+def test_uvicorn_serves_without_parsing_forwarded_headers(tmp_path: Path) -> None:
+    # vecstore reads no X-Forwarded-* header (logs and rate limits go by key), so uvicorn is
+    # told not to parse them on every request.
+    shown = _openmp_settings(tmp_path)
+    assert "('proxy_headers', False)" in shown
+    assert "('access_log', False)" in shown  # vecstore writes its own access log

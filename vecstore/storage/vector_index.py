@@ -40,6 +40,17 @@ def _faiss_metric(metric: str) -> int:
     return int(faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
 
 
+def faiss_memory_regions(index: Any) -> list[tuple[int, int]]:
+    """``(address, bytes)`` of a flat or HNSW FAISS index's large arrays (the stored codes, and
+    an HNSW graph's neighbour lists), for ``huge_pages.advise``."""
+    if hasattr(index, "hnsw"):
+        storage = faiss.downcast_index(index.storage)
+        arrays = [(storage.codes, 1), (index.hnsw.neighbors, 4)]  # (vector, bytes per element)
+    else:
+        arrays = [(index.codes, 1)]
+    return [(int(a.data()), int(a.size()) * width) for a, width in arrays if a.size()]
+
+
 class VectorIndex:
     def __init__(self, dim: int, metric: str, params: IndexParams) -> None:
         self.dim = dim
@@ -102,19 +113,9 @@ class VectorIndex:
         return self.params.type in ("flat", "hnsw")
 
     def memory_regions(self) -> list[tuple[int, int]]:
-        """``(address, bytes)`` of the index's large arrays (the stored codes, and an HNSW
-        graph's neighbour lists), for ``huge_pages.advise``. Valid until the next ``add``
-        (which may move them); call under the index lock."""
-        if self.ntotal == 0:
-            return []
-        index = self.index
-        if self.is_hnsw:
-            storage = faiss.downcast_index(index.storage)
-            neighbors = index.hnsw.neighbors
-            arrays = [(storage.codes, 1), (neighbors, 4)]  # (vector, bytes per element)
-        else:
-            arrays = [(index.codes, 1)]
-        return [(int(a.data()), int(a.size()) * width) for a, width in arrays if a.size()]
+        """``faiss_memory_regions`` of this index. Valid until the next ``add`` (which may move
+        them); read them under the index lock."""
+        return faiss_memory_regions(self.index) if self.ntotal else []
 
     def stored_vectors(self) -> FloatArray:
         """A view of the stored vectors, by position. It borrows FAISS's memory, which the next
