@@ -17,6 +17,7 @@ from litestar.testing import TestClient
 from tests.conftest import ADMIN_KEY, flush_indexes
 from tests.oracles import assert_error as _error
 from tests.oracles import np_scores
+from vecstore.storage import id_hashes
 
 Client = TestClient[Litestar]
 MakeCollection = Callable[..., dict[str, Any]]
@@ -178,6 +179,38 @@ def test_deleted_and_updated_candidates(
     ]
     assert data["results"][0]["metadata"] == {"i": 1}  # metadata kept when absent on upsert
     assert data["not_found"] == ["doc-0"]
+
+
+def test_many_candidates_through_the_id_fingerprints_after_deletes_and_rewrites(
+    client: Client, app: Litestar, make_collection: MakeCollection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reranks of many ids look rows up through the sorted id fingerprints the indexer builds
+    (``id_hashes``). Records deleted, rewritten or added after it was built are answered as the
+    records are now, in the order an exact scoring gives."""
+    monkeypatch.setattr(id_hashes, "MIN_ROWS", 100)  # built for this small collection
+    make_collection("many", dim=8, distance_metric="cosine")
+    vecs = _vectors(300, 8, seed=11)
+    ids = _load(client, "many", vecs)
+    flush_indexes(app)
+    table = app.state.services.engine.runtime("many").table
+    assert table.id_hashes is not None
+    assert table.id_hashes.covers == 300
+    for gone in ids[:10]:
+        assert client.delete(f"/v1/collections/many/delete/{gone}").status_code == 200
+    stored = dict(zip(ids[10:], vecs[10:], strict=True))
+    rewritten, added = _vectors(2, 8, seed=12)
+    _load(client, "many", np.stack([rewritten, added]), ids=["doc-5", "doc-300"])
+    stored["doc-5"], stored["doc-300"] = rewritten, added
+    candidates = [*reversed(ids), "doc-300", "missing"]
+    q = _vectors(1, 8, seed=13)[0]
+    data = _rerank(client, "many", vector=q, candidates=candidates)
+    present = [c for c in candidates if c in stored]
+    expected = np_scores("cosine", np.stack([stored[c] for c in present]), q)
+    order = np.argsort(-expected, kind="stable")
+    assert [x["external_id"] for x in data["results"]] == [present[i] for i in order]
+    assert [x["score"] for x in data["results"]] == pytest.approx(expected[order], abs=1e-5)
+    assert data["not_found"] == [c for c in candidates if c not in stored]
+    assert len(data["not_found"]) == 10  # doc-0..9 but doc-5, and 'missing'
 
 
 # -- options -----------------------------------------------------------------------------------

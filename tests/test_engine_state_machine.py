@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 
 from vecstore.domain import UNSET, Hit, IndexParams, RecordWrite, Unset
 from vecstore.errors import CollectionNotFound, Conflict
-from vecstore.storage import text_index
+from vecstore.storage import id_hashes, text_index, vector_table
 from vecstore.storage.collection import MIN_TRAINING_VECTORS
 from vecstore.storage.engine import EngineConfig, StorageEngine
 from vecstore.storage.filters import parse_filter
@@ -208,6 +208,10 @@ class EngineMachine(RuleBasedStateMachine):
             exact_filter_max_matches=3,
         )
         self.model: dict[str, Coll] = {}
+        # Id fingerprints for tables of any size, and used for every multi-id lookup.
+        self.patch = pytest.MonkeyPatch()
+        self.patch.setattr(id_hashes, "MIN_ROWS", 1)
+        self.patch.setattr(vector_table, "HASHED_LOOKUP_MIN", 1)
         self.engine = self._open()
 
     def _open(self) -> StorageEngine:
@@ -216,6 +220,7 @@ class EngineMachine(RuleBasedStateMachine):
         return engine
 
     def teardown(self) -> None:
+        self.patch.undo()
         self.engine.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -550,11 +555,13 @@ class EngineMachine(RuleBasedStateMachine):
             for query in queries:
                 for k in (1, 5, len(coll.records) + 1):
                     self._check_search(name, coll, query, k)
-            # Rerank scores exactly whatever it is given, and reports what is missing.
-            some = sorted(coll.records)[:6]
-            rows, missing = self.engine.runtime(name).rerank(queries[0], [*some, "nope"])
-            assert missing == ["nope"]
-            assert sorted(r.external_id for r in rows) == some
+            # Rerank scores exactly whatever it is given, and reports what is missing; the
+            # pool and a stride of the bulk ids, live or not, through the id fingerprints.
+            asked = [*POOL, *(f"b{i:04d}" for i in range(0, BULK, 37)), "nope"]
+            rows, missing = self.engine.runtime(name).rerank(queries[0], asked)
+            assert missing == [i for i in asked if i not in coll.records]
+            some = [i for i in asked if i in coll.records]
+            assert sorted(r.external_id for r in rows) == sorted(some)
             check_rows_are_exact(rows, coll, oracle_scores(coll.metric, coll, some, queries[0]))
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from vecstore.domain import IndexParams, RecordWrite
 from vecstore.storage import engine as engine_module
+from vecstore.storage import id_hashes
 from vecstore.storage.engine import EngineConfig, StorageEngine
 
 
@@ -32,12 +33,8 @@ def engine(tmp_path: Path) -> Iterator[StorageEngine]:
 def test_fresh_vectors_wait_while_writes_stream_and_are_indexed_once_they_pause(
     engine: StorageEngine,
 ) -> None:
-    engine.create_collection(
-        name="a", dim=4, metric="l2", description=None, params=IndexParams(), embedding_model=None
-    )
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((300, 4)).astype(np.float32)
-    engine.upsert("a", [RecordWrite(f"r{i}", vectors[i], {}) for i in range(300)])
+    vectors = _collection(engine, "l2", 300, seed=0)
+    _write(engine, vectors, range(300))
     runtime = engine.runtime("a")
 
     engine.maintain(runtime, defer=True)  # a write just happened: keep the newest 100 fresh
@@ -53,12 +50,49 @@ def test_fresh_vectors_wait_while_writes_stream_and_are_indexed_once_they_pause(
     assert runtime.index.ntotal == 300
 
 
-def test_a_direct_maintain_call_indexes_everything(engine: StorageEngine) -> None:
+def _collection(engine: StorageEngine, metric: str, n: int, seed: int) -> np.ndarray:
+    """Collection "a" and ``n`` random 4-d vectors for it (not yet written)."""
     engine.create_collection(
-        name="a", dim=4, metric="ip", description=None, params=IndexParams(), embedding_model=None
+        name="a", dim=4, metric=metric, description=None, params=IndexParams(), embedding_model=None
     )
-    vectors = np.random.default_rng(1).standard_normal((250, 4)).astype(np.float32)
-    engine.upsert("a", [RecordWrite(f"r{i}", vectors[i], {}) for i in range(250)])
+    return np.random.default_rng(seed).standard_normal((n, 4)).astype(np.float32)
+
+
+def _write(engine: StorageEngine, vectors: np.ndarray, rows: range) -> None:
+    engine.upsert("a", [RecordWrite(f"r{i}", vectors[i], {}) for i in rows])
+
+
+def test_id_fingerprints_are_built_once_writes_pause_and_again_when_outgrown(
+    engine: StorageEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(id_hashes, "MIN_ROWS", 200)
+    vectors = _collection(engine, "ip", 400, seed=2)
+    _write(engine, vectors, range(150))
+    runtime = engine.runtime("a")
+    engine.maintain(runtime)
+    assert runtime.table.id_hashes is None  # too few rows to pay
+    _write(engine, vectors, range(150, 300))
+    engine.maintain(runtime, defer=True)  # writes streaming: not built meanwhile
+    assert runtime.table.id_hashes is None
+    runtime.last_change_monotonic = time.monotonic() - 61
+    engine.maintain(runtime, defer=True)  # paused: built
+    built = runtime.table.id_hashes
+    assert built is not None
+    assert built.covers == 300
+    _write(engine, vectors, range(300, 330))
+    engine.maintain(runtime)
+    assert runtime.table.id_hashes is built  # 30 new rows of 300: within 1/8, kept
+    _write(engine, vectors, range(330, 400))
+    engine.maintain(runtime)
+    rebuilt = runtime.table.id_hashes
+    assert rebuilt is not built
+    assert rebuilt is not None
+    assert rebuilt.covers == 400
+
+
+def test_a_direct_maintain_call_indexes_everything(engine: StorageEngine) -> None:
+    vectors = _collection(engine, "ip", 250, seed=1)
+    _write(engine, vectors, range(250))
     runtime = engine.runtime("a")
     engine.maintain(runtime)
     assert runtime.fresh_count() == 0

@@ -18,13 +18,14 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import compress
 
 import msgspec
 import numpy as np
 
 from vecstore.domain import FloatArray, Hit, IdArray, IndexParams
 from vecstore.storage.filters import Node
+from vecstore.storage.id_hashes import IdHashes
 from vecstore.storage.rwlock import RWLock
 from vecstore.storage.vector_index import VectorIndex
 from vecstore.storage.vector_table import VectorTable
@@ -455,11 +456,7 @@ class CollectionRuntime:
         q = self.to_index_space(query.reshape(-1))
         with self.table_lock.read(blocking=blocking), self._reading_vectors(blocking=blocking):
             table = self.table
-            found = np.fromiter(  # C-level lookups, -1 for an id with no live record
-                map(table.row_by_external.get, external_ids, repeat(-1)),
-                dtype=np.int64,
-                count=len(external_ids),
-            )
+            found = table.rows_of_external(external_ids)  # -1 for an id with no live record
             absent = found < 0
             not_found: list[str] = []
             if absent.any():
@@ -575,6 +572,23 @@ class CollectionRuntime:
         with self.index_lock.write():
             self.index = fresh
         self.sync_index_with_table()
+
+    def hash_external_ids(self) -> bool:
+        """Build the table's sorted id hashes (``id_hashes``) when due; True if it did. The
+        hashing and sorting (~20 ms per 100k rows) run outside the table lock, so writers do
+        not wait for them; a compaction meanwhile makes the result useless, and it is
+        dropped. Indexer thread only."""
+        with self.table_lock.read():
+            table = self.table
+            if not table.id_hashes_due():
+                return False
+            layout, size, external_ids, rows = table.id_hashes_source()
+        built = IdHashes.of(external_ids, rows, size)
+        with self.table_lock.read():  # compaction, the only renumbering, takes the write side
+            if table.layout != layout:
+                return False
+            table.id_hashes = built  # one reference: a reader sees the old snapshot or this
+        return True
 
     def maybe_compact_table(self) -> bool:
         table = self.table

@@ -1018,6 +1018,8 @@ class StorageEngine:
                     pass
                 self._use_huge_pages(runtime)
             runtime.maybe_compact_table()
+            if keep_fresh == 0:  # not while writes stream in: the build would compete with them
+                runtime.hash_external_ids()
             idle = time.monotonic() - runtime.last_change_monotonic > self.config.checkpoint_idle_s
             if runtime.changes_since_checkpoint and (
                 force_checkpoint

@@ -10,16 +10,22 @@ keeps exact copies, the rows below the base are read from it instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import repeat
 
 import msgspec
 import numpy as np
 
 from vecstore.domain import FloatArray, IdArray
+from vecstore.storage import id_hashes
+from vecstore.storage.id_hashes import IdHashes
 from vecstore.storage.metadata_index import MetadataIndex
 from vecstore.storage.row_vectors import RowVectors
 
 _MIN_CAPACITY = 1024
+# Fewer ids than this are looked up in the dict: a handful of lookups costs less than the ten
+# array calls of the hashed path.
+HASHED_LOOKUP_MIN = 64
 _decode = msgspec.json.Decoder().decode
 
 
@@ -36,6 +42,9 @@ class VectorTable:
         self.metadata_json: list[bytes] = []
         self.row_by_external: dict[str, int] = {}
         self.metadata_index = MetadataIndex()
+        # Sorted external-id hashes for lookups of many ids (``id_hashes``); None until built.
+        self.id_hashes: IdHashes | None = None
+        self.layout = 0  # bumped when rows are renumbered (compaction)
 
     # -- views (valid until the next mutation) ---------------------------------------------
     @property
@@ -88,6 +97,40 @@ class VectorTable:
             if row >= size or known[row] != internal_id or not alive[row]:
                 return None
         return rows
+
+    def rows_of_external(self, external_ids: Sequence[str]) -> np.ndarray:
+        """The live row of each external id (int64), -1 where there is none.
+
+        Many ids go through the id fingerprints when built (``id_hashes``): a row found there is
+        accepted if it is still live; every other id, and every id when there are few, is
+        looked up in the dict, which is always current."""
+        n = len(external_ids)
+        hashed = self.id_hashes
+        if hashed is None or n < HASHED_LOOKUP_MIN:
+            return np.fromiter(
+                map(self.row_by_external.get, external_ids, repeat(-1)), dtype=np.int64, count=n
+            )
+        rows, ok = hashed.find(external_ids)
+        ok &= self._alive[rows]  # rows below the snapshot's size, so within the table
+        if not ok.all():
+            lookup = self.row_by_external.get
+            for i in np.flatnonzero(~ok).tolist():
+                rows[i] = lookup(external_ids[i], -1)
+        return rows
+
+    def id_hashes_due(self) -> bool:
+        """Whether ``hash_ids`` would build a snapshot: enough live rows, and none yet or
+        one the table has outgrown."""
+        if self.alive_count < id_hashes.MIN_ROWS:
+            return False
+        return self.id_hashes is None or self.id_hashes.is_stale(self.size)
+
+    def id_hashes_source(self) -> tuple[int, int, list[str], np.ndarray]:
+        """What ``IdHashes.of`` needs, read under the table lock so that the build can run
+        outside it: the layout and size it belongs to, the external-id list and the live rows.
+        The list may be read outside the lock below that size: appends extend it, kills leave
+        it alone, and compaction replaces it with a new list (and bumps the layout)."""
+        return self.layout, self.size, self.external_ids, np.flatnonzero(self.alive)
 
     def first_row_after(self, internal_id: int) -> int:
         """Index of the first row whose id is greater than ``internal_id``."""
@@ -159,6 +202,8 @@ class VectorTable:
         self.size = n
         self.alive_count = n
         self.metadata_index = MetadataIndex()
+        self.id_hashes = None  # its rows are the old numbering
+        self.layout += 1
         for row, raw in enumerate(self.metadata_json):
             self.metadata_index.add(row, _decode(raw) if raw else {})
 
