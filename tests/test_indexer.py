@@ -66,6 +66,8 @@ def test_id_fingerprints_are_built_once_writes_pause_and_again_when_outgrown(
     engine: StorageEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(id_hashes, "MIN_ROWS", 200)
+    trims: list[str] = []
+    monkeypatch.setattr(engine_module, "release_free_memory", lambda: trims.append("trim"))
     vectors = _collection(engine, "ip", 400, seed=2)
     _write(engine, vectors, range(150))
     runtime = engine.runtime("a")
@@ -88,6 +90,12 @@ def test_id_fingerprints_are_built_once_writes_pause_and_again_when_outgrown(
     assert rebuilt is not built
     assert rebuilt is not None
     assert rebuilt.covers == 400
+    engine.maintain(runtime, force_checkpoint=True)
+    trims.clear()
+    runtime.table.id_hashes = None  # as a compaction leaves it
+    engine.maintain(runtime)  # nothing to index or checkpoint: the build alone
+    assert runtime.table.id_hashes is not None
+    assert trims == ["trim"]  # and its temporaries handed back
 
 
 def test_a_direct_maintain_call_indexes_everything(engine: StorageEngine) -> None:

@@ -1018,8 +1018,10 @@ class StorageEngine:
                     pass
                 self._use_huge_pages(runtime)
             runtime.maybe_compact_table()
-            if keep_fresh == 0:  # not while writes stream in: the build would compete with them
-                runtime.hash_external_ids()
+            # Not while writes stream in: the build would compete with them. Its temporaries
+            # (~4x the snapshot) go back to the OS rather than stay in the RSS.
+            if keep_fresh == 0 and runtime.hash_external_ids():
+                release_free_memory()
             idle = time.monotonic() - runtime.last_change_monotonic > self.config.checkpoint_idle_s
             if runtime.changes_since_checkpoint and (
                 force_checkpoint
