@@ -229,7 +229,6 @@ class TableAgainstDict(RuleBasedStateMachine):
         rows = [r for r in got if r >= 0]
         assert sorted(self.table.external_ids[r] for r in set(rows)) == sorted(self.live)
 
-
     @invariant()
     def first_row_after_agrees_with_a_search_of_the_ids(self) -> None:
         ids = self.table.ids
