@@ -20,7 +20,8 @@ cite:
 7. looking up the rows of 1,000 external ids, as a rerank of 1,000 candidates does, in a row
    table of ``--index-vectors`` rows: through the table's dict vs through the sorted id
    fingerprints (``vecstore.storage.id_hashes``), the ids decoded from a JSON body for each
-   call and the caches swept (a 64 MiB read) before each, as a request finds them.
+   call and the caches swept (a 64 MiB read) before each, as a request finds them; and the
+   same for 1,000 ids the table does not hold.
 
 Variants alternate in rounds and medians are reported, so a drifting host affects both alike.
 
@@ -429,13 +430,17 @@ def _id_lookups(n: int, calls: int, rounds: int) -> dict[str, Any]:
         json.dumps([f"doc-{i}" for i in rng.choice(n, size=1000, replace=False)]).encode()
         for _ in range(calls)
     ]
+    absent_bodies = [  # ids the table does not hold
+        json.dumps([f"gone-{i}" for i in rng.choice(n, size=1000, replace=False)]).encode()
+        for _ in range(calls)
+    ]
     sweep = np.ones(64 << 17)  # 64 MiB
     decode = msgspec.json.Decoder(list[str]).decode
 
-    def lookups(hashed: bool) -> float:
+    def lookups(hashed: bool, asked: list[bytes]) -> float:
         table.id_hashes = snapshot if hashed else None
         spent = 0.0
-        for body in bodies:
+        for body in asked:
             float(sweep.sum())
             ids = decode(body)
             t = time.perf_counter()
@@ -443,14 +448,22 @@ def _id_lookups(n: int, calls: int, rounds: int) -> dict[str, Any]:
             spent += time.perf_counter() - t
         return spent / calls * 1e6
 
-    runs: dict[str, list[float]] = {"dict": [], "fingerprints": []}
+    runs: dict[str, list[float]] = {
+        "dict": [],
+        "fingerprints": [],
+        "absent_dict": [],
+        "absent_fingerprints": [],
+    }
     for _ in range(rounds):
-        runs["dict"].append(lookups(False))
-        runs["fingerprints"].append(lookups(True))
+        runs["dict"].append(lookups(False, bodies))
+        runs["fingerprints"].append(lookups(True, bodies))
+        runs["absent_dict"].append(lookups(False, absent_bodies))
+        runs["absent_fingerprints"].append(lookups(True, absent_bodies))
     table.id_hashes = snapshot
-    for body in bodies[:20]:  # both ways agree
+    for body in bodies[:20] + absent_bodies[:20]:  # both ways agree
         ids = decode(body)
-        assert table.rows_of_external(ids).tolist() == [table.row_by_external[i] for i in ids]
+        expected = [table.row_by_external.get(i, -1) for i in ids]
+        assert table.rows_of_external(ids).tolist() == expected
     return {
         "rows": n,
         "ids_per_call": 1000,
@@ -459,6 +472,8 @@ def _id_lookups(n: int, calls: int, rounds: int) -> dict[str, Any]:
         "snapshot_bytes": snapshot.nbytes,
         "dict_us": statistics.median(runs["dict"]),
         "fingerprints_us": statistics.median(runs["fingerprints"]),
+        "absent_dict_us": statistics.median(runs["absent_dict"]),
+        "absent_fingerprints_us": statistics.median(runs["absent_fingerprints"]),
         "rounds": runs,
     }
 
@@ -507,6 +522,9 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| {il['dict_us']:.0f} µs |",
             f"| the same through the id fingerprints ({il['snapshot_bytes'] / 2**20:.1f} MiB, "
             f"built in {il['snapshot_build_ms']:.0f} ms) | {il['fingerprints_us']:.0f} µs |",
+            f"| 1,000 ids the table does not hold, through the dict "
+            f"| {il['absent_dict_us']:.0f} µs |",
+            f"| the same through the id fingerprints | {il['absent_fingerprints_us']:.0f} µs |",
             "",
         ]
     )

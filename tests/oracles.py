@@ -1,10 +1,13 @@
-"""Shared test helpers: the error-envelope check and numpy scoring straight from the definitions."""
+"""Shared test helpers: the error-envelope check, numpy scoring straight from the definitions,
+and a count of the lookups that reach a row table's id dict."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+from vecstore.storage.vector_table import VectorTable
 
 
 def assert_error(response: Any, status: int, type_: str | None = None) -> dict[str, Any]:
@@ -41,3 +44,18 @@ def metric_value(client: Any, name: str, **labels: str) -> float:
         if series == (f"{name}{{{wanted}}}" if labels else name):
             return float(value)
     return 0.0
+
+
+class CountingDict(dict[str, int]):
+    """The table's id dict, counting the lookups that reach it."""
+
+    gets = 0
+
+    def get(self, key: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        self.gets += 1
+        return super().get(key, default)
+
+
+def counted(table: VectorTable) -> CountingDict:
+    table.row_by_external = counting = CountingDict(table.row_by_external)
+    return counting

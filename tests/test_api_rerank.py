@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from tests.conftest import ADMIN_KEY, flush_indexes
 from tests.oracles import assert_error as _error
-from tests.oracles import np_scores
+from tests.oracles import counted, np_scores
 from vecstore.storage import id_hashes
 
 Client = TestClient[Litestar]
@@ -203,7 +203,11 @@ def test_many_candidates_through_the_id_fingerprints_after_deletes_and_rewrites(
     stored["doc-5"], stored["doc-300"] = rewritten, added
     candidates = [*reversed(ids), "doc-300", "missing"]
     q = _vectors(1, 8, seed=13)[0]
+    dict_lookups = counted(table)
     data = _rerank(client, "many", vector=q, candidates=candidates)
+    # Only the ids the fingerprints cannot answer reach the dict: the deleted ten (doc-5's
+    # fingerprint leads to its dead row), the one added since, and the unknown one.
+    assert dict_lookups.gets == 12
     present = [c for c in candidates if c in stored]
     expected = np_scores("cosine", np.stack([stored[c] for c in present]), q)
     order = np.argsort(-expected, kind="stable")

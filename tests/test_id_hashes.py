@@ -15,6 +15,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from tests.oracles import counted
 from vecstore.domain import IndexParams
 from vecstore.storage import id_hashes, vector_table
 from vecstore.storage.collection import CollectionRuntime
@@ -60,9 +61,33 @@ def test_a_fresh_snapshot_finds_every_live_id_and_nothing_else(small_thresholds:
     table = VectorTable(DIM)
     _append(table, [f"doc-{i}" for i in range(500)])
     table.id_hashes = _snapshot(table)
-    asked = [f"doc-{i}" for i in range(0, 600, 3)] + ["", "doc-", "DOC-1", "doc-1 "]
+    dict_lookups = counted(table)
+    live = [f"doc-{i}" for i in range(0, 500, 3)]
+    assert table.rows_of_external(live).tolist() == list(range(0, 500, 3))
+    assert dict_lookups.gets == 0  # every live id answered by the fingerprints
+    absent = [f"doc-{i}" for i in range(500, 600, 3)] + ["", "doc-", "DOC-1", "doc-1 "]
+    asked = live + absent
     assert table.rows_of_external(asked).tolist() == _dict_rows(table, asked)
+    assert dict_lookups.gets == len(asked)  # the oracle's: the snapshot is current, so absent
+    # ids need no dict either
     assert table.rows_of_external(["doc-7"]).tolist() == [7]
+
+
+def test_an_outgrown_snapshot_is_not_used(small_thresholds: None) -> None:
+    """Once more than an eighth of the rows are newer than the snapshot, the dict answers
+    alone: the hashing would be paid for and then the dict asked anyway."""
+    table = VectorTable(DIM)
+    _append(table, [f"doc-{i}" for i in range(80)])
+    table.id_hashes = _snapshot(table)
+    _append(table, [f"doc-{i}" for i in range(80, 90)])
+    dict_lookups = counted(table)
+    asked = [f"doc-{i}" for i in range(90)]
+    assert table.rows_of_external(asked).tolist() == list(range(90))
+    assert dict_lookups.gets == 10  # 10 new of 80: still used
+    _append(table, ["doc-90"])
+    dict_lookups.gets = 0
+    assert table.rows_of_external([*asked, "doc-90"]).tolist() == list(range(91))
+    assert dict_lookups.gets == 91
 
 
 def test_killed_rewritten_and_appended_ids_after_the_snapshot(small_thresholds: None) -> None:
@@ -78,22 +103,57 @@ def test_killed_rewritten_and_appended_ids_after_the_snapshot(small_thresholds: 
     assert got == [-1, 100, -1, 4, 101, 102, -1]
 
 
+def _forged(real: IdHashes, first: int, check: int, row: int, *, before: bool) -> IdHashes:
+    """``real`` with one more entry, placed before or after the entries of equal first half."""
+    hashes = np.append(real.hashes, first)
+    checks = np.append(real.checks, check)
+    rows = np.append(real.rows, row)
+    order = np.lexsort((np.arange(len(hashes)) * (-1 if before else 1), hashes))
+    return IdHashes(hashes[order], checks[order], rows[order], real.covers)
+
+
 def test_a_row_whose_first_hash_matches_but_second_does_not_is_not_taken(
     small_thresholds: None,
 ) -> None:
-    """A forged snapshot in which 'doc-0's row carries the first hash of an id the table does
-    not hold: the second half tells them apart, so the unknown id is reported absent."""
+    """A forged entry carrying the first half of an id the table does not hold, with doc-0's
+    row and second half: the second half tells them apart, so the unknown id is absent."""
     table = VectorTable(DIM)
     _append(table, ["doc-0", "doc-1"])
     real = _snapshot(table)
     impostor = "someone-else"
-    hashes = real.hashes.copy()
-    hashes[real.rows == 0] = hash(impostor)
-    order = np.argsort(hashes, kind="stable")
-    table.id_hashes = IdHashes(hashes[order], real.checks[order], real.rows[order], real.covers)
-    assert table.rows_of_external([impostor, "doc-1"]).tolist() == [-1, 1]
-    # doc-0's own first half is no longer in the snapshot: the dict answers for it.
-    assert table.rows_of_external(["doc-0"]).tolist() == [0]
+    check_of_doc_0 = int(real.checks[real.rows == 0][0])
+    table.id_hashes = _forged(real, hash(impostor), check_of_doc_0, 0, before=False)
+    assert table.id_hashes.unique_first_halves
+    assert table.rows_of_external([impostor, "doc-1", "doc-0"]).tolist() == [-1, 1, 0]
+
+
+def test_two_ids_with_one_first_half_go_to_the_dict(small_thresholds: None) -> None:
+    """Two entries share doc-0's first half, the other one first: the search lands on it, its
+    second half differs, and because first halves are not unique the dict answers."""
+    table = VectorTable(DIM)
+    _append(table, ["doc-0", "doc-1"])
+    real = _snapshot(table)
+    table.id_hashes = _forged(real, hash("doc-0"), 12345, 1, before=True)
+    assert not table.id_hashes.unique_first_halves
+    dict_lookups = counted(table)
+    assert table.rows_of_external(["doc-0", "doc-1"]).tolist() == [0, 1]
+    assert dict_lookups.gets == 1
+
+
+def test_a_current_snapshot_answers_absent_ids_without_the_dict(small_thresholds: None) -> None:
+    """Nothing appended since the snapshot: an id it does not hold, or holds at a dead row,
+    has no live row. Once a row is appended, those go to the dict again."""
+    table = VectorTable(DIM)
+    _append(table, [f"doc-{i}" for i in range(50)])
+    table.id_hashes = _snapshot(table)
+    _kill(table, ["doc-3"])
+    dict_lookups = counted(table)
+    assert table.rows_of_external(["doc-1", "doc-3", "nope"]).tolist() == [1, -1, -1]
+    assert dict_lookups.gets == 0
+    _append(table, ["doc-3"])  # written again, after the snapshot
+    dict_lookups.gets = 0
+    assert table.rows_of_external(["doc-1", "doc-3", "nope"]).tolist() == [1, 50, -1]
+    assert dict_lookups.gets == 2  # doc-3 (its fingerprint leads to the dead row) and nope
 
 
 def test_compaction_drops_the_snapshot(small_thresholds: None) -> None:
@@ -154,11 +214,11 @@ def test_runtime_builds_the_snapshot_outside_the_table_lock(
         writer = threading.Thread(target=write)
         writer.start()
         writer.join(timeout=5)
+        assert writer_got_lock.is_set(), "the build held the table lock"
         return real_of(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(IdHashes, "of", staticmethod(slow_of))
     assert runtime.hash_external_ids()
-    assert writer_got_lock.is_set()
     assert runtime.table.id_hashes is not None
     assert not runtime.hash_external_ids()  # not due again
 
@@ -170,11 +230,17 @@ def test_a_compaction_during_the_build_discards_it(
     _append(runtime.table, [f"doc-{i}" for i in range(50)])
     real_of = IdHashes.of
 
-    def of_then_compact(*args: object) -> IdHashes:
-        built = real_of(*args)  # type: ignore[arg-type]
+    def compact() -> None:
         with runtime.table_lock.write():
             _kill(runtime.table, ["doc-0"])
             runtime.table.compact()
+
+    def of_then_compact(*args: object) -> IdHashes:
+        built = real_of(*args)  # type: ignore[arg-type]
+        compaction = threading.Thread(target=compact)  # as the indexer's own would, elsewhere
+        compaction.start()
+        compaction.join(timeout=5)
+        assert not compaction.is_alive(), "the build held the table lock"
         return built
 
     monkeypatch.setattr(IdHashes, "of", staticmethod(of_then_compact))
@@ -193,6 +259,7 @@ class TableAgainstDict(RuleBasedStateMachine):
         self.patch = pytest.MonkeyPatch()
         self.patch.setattr(id_hashes, "MIN_ROWS", 1)
         self.patch.setattr(vector_table, "HASHED_LOOKUP_MIN", 1)
+        self.patch.setattr(vector_table, "_MIN_CAPACITY", 8)  # arrays reallocated as rows come
         self.table = VectorTable(DIM)
         self.live: set[str] = set()
 

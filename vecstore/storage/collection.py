@@ -575,7 +575,7 @@ class CollectionRuntime:
 
     def hash_external_ids(self) -> bool:
         """Build the table's sorted id hashes (``id_hashes``) when due; True if it did. The
-        hashing and sorting (~20 ms per 100k rows) run outside the table lock, so writers do
+        hashing and sorting (~35 ms per 100k rows) run outside the table lock, so writers do
         not wait for them; a compaction meanwhile makes the result useless, and it is
         dropped. Indexer thread only."""
         with self.table_lock.read():

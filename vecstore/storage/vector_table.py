@@ -102,26 +102,37 @@ class VectorTable:
     def rows_of_external(self, external_ids: Sequence[str]) -> np.ndarray:
         """The live row of each external id (int64), -1 where there is none.
 
-        Many ids go through the id fingerprints when built (``id_hashes``): a row found there is
-        accepted if it is still live; every other id, and every id when there are few, is
-        looked up in the dict, which is always current."""
+        Many ids go through the id fingerprints (``id_hashes``) while the table has not
+        outgrown them: a row found there is accepted if it is still live, and every other id
+        is looked up in the dict, which is always current (unless nothing was appended since
+        the snapshot: then the snapshot alone is conclusive). Few ids, or a snapshot missing more
+        than an eighth of the rows (each of those would pay for the hashing and then the
+        dict), go to the dict alone."""
         n = len(external_ids)
         hashed = self.id_hashes
-        if hashed is None or n < HASHED_LOOKUP_MIN:
-            return np.fromiter(
-                map(self.row_by_external.get, external_ids, repeat(-1)), dtype=np.int64, count=n
-            )
+        lookup = self.row_by_external.get
+        if hashed is None or n < HASHED_LOOKUP_MIN or hashed.is_stale(self.size):
+            return np.fromiter(map(lookup, external_ids, repeat(-1)), dtype=np.int64, count=n)
         rows, ok = hashed.find(external_ids)
         ok &= self._alive[rows]  # rows below the snapshot's size, so within the table
         if not ok.all():
-            lookup = self.row_by_external.get
-            for i in np.flatnonzero(~ok).tolist():
-                rows[i] = lookup(external_ids[i], -1)
+            others = np.flatnonzero(~ok)
+            if hashed.covers == self.size and hashed.unique_first_halves:
+                # Nothing appended since the snapshot, and rows never come back to life: every
+                # live row was live when it was built, so every live id is in it under its own
+                # first half. An id not found there, or found dead, has no live row.
+                rows[others] = -1
+                return rows
+            rows[others] = np.fromiter(
+                map(lookup, map(external_ids.__getitem__, others.tolist()), repeat(-1)),
+                dtype=np.int64,
+                count=len(others),
+            )
         return rows
 
     def id_hashes_due(self) -> bool:
-        """Whether ``hash_ids`` would build a snapshot: enough live rows, and none yet or
-        one the table has outgrown."""
+        """Whether ``CollectionRuntime.hash_external_ids`` would build a snapshot: enough live
+        rows, and none yet or one the table has outgrown."""
         if self.alive_count < id_hashes.MIN_ROWS:
             return False
         return self.id_hashes is None or self.id_hashes.is_stale(self.size)
