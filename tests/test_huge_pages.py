@@ -22,6 +22,7 @@ from vecstore.app import create_app
 from vecstore.domain import IndexParams
 from vecstore.settings import Settings
 from vecstore.storage import huge_pages
+from vecstore.storage.engine import StorageEngine
 from vecstore.storage.vector_index import VectorIndex
 
 MIB = 1024 * 1024
@@ -161,19 +162,25 @@ def test_the_indexer_advises_grown_indexes_unless_turned_off(
         assert backed >= 2 * MIB  # the kernel's own answer: the index sits on huge pages
 
 
-def test_a_reopened_index_goes_on_huge_pages_in_the_indexer_not_at_open(
-    tmp_path: Path, advised: list[int]
-) -> None:
+def _unopened_after_checkpoint(tmp_path: Path, rows: int, dim: int) -> StorageEngine:
+    """The engine, not yet opened, of a fresh app over a data directory where ``rows`` vectors
+    were written, indexed and checkpointed: a reopen finds nothing left to index."""
     settings = make_settings(tmp_path / "data")
     app = create_app(settings)
     with TestClient(app=app) as client:
         wait_ready(client)
         client.headers["x-api-key"] = ADMIN_KEY
-        _fill(client, 6000, 256)
-        flush_indexes(app)  # indexed and checkpointed: nothing left to index after a reopen
+        _fill(client, rows, dim)
+        flush_indexes(app)
+    engine: StorageEngine = create_app(settings).state.services.engine
+    return engine
+
+
+def test_a_reopened_index_goes_on_huge_pages_in_the_indexer_not_at_open(
+    tmp_path: Path, advised: list[int]
+) -> None:
+    engine = _unopened_after_checkpoint(tmp_path, 6000, 256)
     advised.clear()
-    reopened = create_app(settings)
-    engine = reopened.state.services.engine
     engine.open(start_indexer=False)
     try:
         assert advised == []  # open() leaves it to the indexer
@@ -201,14 +208,7 @@ def test_advising_holds_no_index_lock_a_writer_would_wait_for(
     """A collapse copies the index (~0.5 s per 150 MB). Under the index lock it would make a
     writer wait (changing ``ef_search`` takes the write side), and, since the lock prefers
     writers, every search behind that writer."""
-    settings = make_settings(tmp_path / "data")
-    app = create_app(settings)
-    with TestClient(app=app) as client:
-        wait_ready(client)
-        client.headers["x-api-key"] = ADMIN_KEY
-        _fill(client, 3000, 64)
-        flush_indexes(app)
-    engine = create_app(settings).state.services.engine
+    engine = _unopened_after_checkpoint(tmp_path, 3000, 64)
     engine.open(start_indexer=False)
     runtime = engine.runtime("big")
     writer_got_in: list[bool] = []

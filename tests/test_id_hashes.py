@@ -251,8 +251,7 @@ def test_a_compaction_during_the_build_discards_it(
 
 class TableAgainstDict(RuleBasedStateMachine):
     """Appends, kills, rewrites, compactions and snapshots in any order: the hashed lookup
-    always answers as the dict does, and ``first_row_after`` (which skips its array search
-    past the last row) as a search of the ids does."""
+    always answers as the dict does."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -295,14 +294,6 @@ class TableAgainstDict(RuleBasedStateMachine):
         assert got == _dict_rows(self.table, asked)
         rows = [r for r in got if r >= 0]
         assert sorted(self.table.external_ids[r] for r in set(rows)) == sorted(self.live)
-
-    @invariant()
-    def first_row_after_agrees_with_a_search_of_the_ids(self) -> None:
-        ids = self.table.ids
-        last = int(ids[-1]) if len(ids) else 0
-        for internal_id in {-1, 0, 1, last // 2, last - 1, last, last + 1}:
-            expected = int(np.searchsorted(ids, internal_id, side="right"))
-            assert self.table.first_row_after(internal_id) == expected
 
 
 TableAgainstDict.TestCase.settings = settings(

@@ -34,7 +34,6 @@ class VectorTable:
         self.dim = dim
         self._block_rows = block_rows
         self.size = 0  # rows in use, dead ones included
-        self._last_id = -1  # the last row's internal id; -1 when empty (both answers are 0)
         self.alive_count = 0
         self._ids: IdArray = np.zeros(_MIN_CAPACITY, dtype=np.int64)
         self._vectors = RowVectors(dim, block_rows=block_rows)
@@ -146,8 +145,6 @@ class VectorTable:
 
     def first_row_after(self, internal_id: int) -> int:
         """Index of the first row whose id is greater than ``internal_id``."""
-        if internal_id >= self._last_id:  # every row indexed, as at each search: no array call
-            return self.size
         return int(self.ids.searchsorted(internal_id, side="right"))
 
     # -- mutations ------------------------------------------------------------------------
@@ -177,7 +174,6 @@ class VectorTable:
         for offset, raw in enumerate(metadata):
             self.metadata_index.add(self.size + offset, _decode(raw) if raw else {})
         self.size = end
-        self._last_id = int(ids[-1])
         self.alive_count += n
 
     def kill_rows(self, rows: np.ndarray) -> None:
@@ -215,7 +211,6 @@ class VectorTable:
         self.row_by_external = {ext: row for row, ext in enumerate(self.external_ids)}
         self._ids, self._vectors, self._alive = ids, vectors, alive
         self.size = n
-        self._last_id = int(ids[n - 1]) if n else -1
         self.alive_count = n
         self.metadata_index = MetadataIndex()
         self.id_hashes = None  # its rows are the old numbering
