@@ -21,7 +21,9 @@ cite:
    table of ``--index-vectors`` rows: through the table's dict vs through the sorted id
    fingerprints (``vecstore.storage.id_hashes``), the ids decoded from a JSON body for each
    call and the caches swept (a 64 MiB read) before each, as a request finds them; and the
-   same for 1,000 ids the table does not hold.
+   same for 1,000 ids the table does not hold; and, while the fingerprints are built, the
+   longest wait of a thread that wakes every 0.2 ms (how long the build holds the GIL at a
+   stretch), hashed in ``BUILD_CHUNK`` chunks as the indexer does vs in one call.
 
 Variants alternate in rounds and medians are reported, so a drifting host affects both alike.
 
@@ -39,6 +41,7 @@ import http.client
 import json
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -407,7 +410,47 @@ def _index_pages(n: int, queries: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def _build_gil_gaps(table: Any, rounds: int) -> dict[str, float]:
+    """The longest wait, in ms, of a thread that wakes every 0.2 ms while the id fingerprints
+    are built: in chunks (``BUILD_CHUNK``, as the indexer builds them) and in one call per half.
+    Median over ``rounds``."""
+    from vecstore.storage import id_hashes
+
+    def longest_gap(chunk: int) -> float:
+        saved, id_hashes.BUILD_CHUNK = id_hashes.BUILD_CHUNK, chunk
+        gaps: list[float] = []
+        done = threading.Event()
+
+        def tick() -> None:
+            last = time.perf_counter()
+            while not done.is_set():
+                time.sleep(0.0002)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticker = threading.Thread(target=tick)
+        ticker.start()
+        try:
+            time.sleep(0.01)
+            _, size, external_ids, rows = table.id_hashes_source()
+            id_hashes.IdHashes.of(external_ids, rows, size)
+            time.sleep(0.01)
+        finally:
+            done.set()
+            ticker.join()
+            id_hashes.BUILD_CHUNK = saved
+        return max(gaps) * 1e3
+
+    chunked, whole = [], []
+    for _ in range(rounds):
+        chunked.append(longest_gap(id_hashes.BUILD_CHUNK))
+        whole.append(longest_gap(table.size))
+    return {"chunked": statistics.median(chunked), "one_call": statistics.median(whole)}
+
+
 def _id_lookups(n: int, calls: int, rounds: int) -> dict[str, Any]:
+    from vecstore.storage import id_hashes
     from vecstore.storage.id_hashes import IdHashes
     from vecstore.storage.vector_table import VectorTable
 
@@ -425,6 +468,7 @@ def _id_lookups(n: int, calls: int, rounds: int) -> dict[str, Any]:
     _, size, external_ids, rows = table.id_hashes_source()
     snapshot = IdHashes.of(external_ids, rows, size)
     build_ms = (time.perf_counter() - t) * 1e3
+    gil_gaps = _build_gil_gaps(table, rounds)
     rng = np.random.default_rng(8)
     bodies = [
         json.dumps([f"doc-{i}" for i in rng.choice(n, size=1000, replace=False)]).encode()
@@ -469,6 +513,8 @@ def _id_lookups(n: int, calls: int, rounds: int) -> dict[str, Any]:
         "ids_per_call": 1000,
         "calls_per_round": calls,
         "snapshot_build_ms": build_ms,
+        "build_longest_gil_gap_ms": gil_gaps,
+        "build_chunk": id_hashes.BUILD_CHUNK,
         "snapshot_bytes": snapshot.nbytes,
         "dict_us": statistics.median(runs["dict"]),
         "fingerprints_us": statistics.median(runs["fingerprints"]),
@@ -525,6 +571,11 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| 1,000 ids the table does not hold, through the dict "
             f"| {il['absent_dict_us']:.0f} µs |",
             f"| the same through the id fingerprints | {il['absent_fingerprints_us']:.0f} µs |",
+            f"| longest wait of a 0.2 ms ticker thread while the fingerprints are built, hashed "
+            f"in chunks of {il['build_chunk']:,} "
+            f"| {il['build_longest_gil_gap_ms']['chunked']:.1f} ms |",
+            f"| the same, hashed in one call per half "
+            f"| {il['build_longest_gil_gap_ms']['one_call']:.1f} ms |",
             "",
         ]
     )

@@ -2,9 +2,10 @@
 
 A rerank of 1,000 candidates looks up 1,000 external ids. Through the table's dict each lookup
 follows pointers to places spread over the heap (the dict's entry, the stored key it compares,
-the row's int object): about 0.7 ms of a 1.4 ms rerank at 100k rows, nearly all of it cache and
-TLB misses. Checking a hashed candidate against the stored string costs two of those misses per
-id again (measured: ~0.4 ms for 1,000), so the check here reads arrays, not strings.
+the row's int object): about 0.7 ms of a 1.4 ms rerank at 100k rows in a scratch profile,
+nearly all of it cache and TLB misses. Checking a hashed candidate against the stored string
+costs two of those misses per id again (~0.4 ms for 1,000, scratch), so the check here reads
+arrays, not strings (``benchmarks/run_request_path.py`` times the lookups both ways).
 
 Each id gets a 128-bit fingerprint: ``hash(id)`` and ``hash(id + "\\0")``. Python hashes strings
 with SipHash under a key drawn at random per process (PEP 456), a keyed pseudo-random function:
@@ -40,7 +41,8 @@ STALE_FRACTION = 8
 
 
 # Ids hashed per array call while building: each call holds the GIL throughout (~3 ms for
-# this many), so other threads, the event loop among them, get it back between calls.
+# this many), so other threads, the event loop among them, get it back between calls
+# (``benchmarks/run_request_path.py`` times the longest wait of a ticker thread both ways).
 BUILD_CHUNK = 16384
 
 
