@@ -14,7 +14,7 @@ from litestar.testing import TestClient
 
 from tests.oracles import assert_error
 from vecstore.errors import DimensionMismatch, InvalidVector
-from vecstore.services.vectors import as_matrix
+from vecstore.services.vectors import as_matrix, as_vector
 
 
 def b64(values: list[float]) -> str:
@@ -229,3 +229,36 @@ def test_as_matrix_agrees_with_decoding_row_by_row(dim: int, data: st.DataObject
     else:
         assert got is not None, rows
         assert np.array_equal(got, want)
+
+
+_ANY_FLOAT32 = st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            _ANY_FLOAT32,
+            st.sampled_from([0.0, -0.0, 1e-45, -1e-40, 1e20, -3.4e38, float("nan"), float("inf")]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    metric=st.sampled_from(["cosine", "ip", "l2"]),
+    encoded=st.booleans(),
+)
+def test_as_vector_accepts_exactly_finite_vectors_and_for_cosine_not_all_zeros(
+    values: list[float], metric: str, encoded: bool
+) -> None:
+    """The one sum-of-squares check gives the answers of the element-wise checks, including
+    values whose squares overflow float32 (1e20) or underflow it (subnormals)."""
+    arr = np.asarray(values, dtype=np.float32)
+    want_ok = bool(np.isfinite(arr).all()) and (metric != "cosine" or bool(arr.any()))
+    sent: Any = b64(values) if encoded else values
+    try:
+        got = as_vector(sent, len(values), metric=metric)
+    except InvalidVector:
+        assert not want_ok, values
+    else:
+        assert want_ok, values
+        assert np.array_equal(got, arr)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -208,3 +208,30 @@ def test_a_checkpoint_is_streamed_without_a_copy_of_the_index(
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="checksum"):
         VectorIndex.load(path, collection_id=9, dim=dim, metric="ip", params=params)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(
+            st.floats(width=32, allow_nan=False, allow_infinity=False, allow_subnormal=True),
+            min_size=5,
+            max_size=5,
+        ),
+        min_size=2,
+        max_size=4,
+    )
+)
+def test_one_query_enters_index_space_exactly_as_it_does_in_a_batch(
+    rows: list[list[float]],
+) -> None:
+    """A single row takes a shorter way to unit length (a search request's query); it gives
+    every bit the batch way gives, so a query batched with others scores as it does alone."""
+    runtime = CollectionRuntime(1, "c", 5, "cosine", IndexParams(type="flat"))
+    batch = np.asarray(rows, dtype=np.float32)
+    together = runtime.to_index_space(batch)
+    for i, row in enumerate(batch):
+        alone = runtime.to_index_space(row[None])
+        assert alone.shape == (1, 5)
+        assert np.array_equal(alone[0], together[i])
+        assert np.array_equal(runtime.to_index_space(row), together[i])  # a 1-D vector

@@ -16,7 +16,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from tests.conftest import ADMIN_KEY, flush_indexes
-from vecstore.api.search_batches import SearchBatcher
+from vecstore.api.search_batches import SearchBatcher, _registered_tasks
 from vecstore.api.state import services_of
 from vecstore.domain import Hit, IndexParams
 from vecstore.services.search import SearchPlan, SearchResult, SearchService
@@ -141,6 +141,26 @@ def test_a_lone_query_is_answered_as_it_is_in_a_batch(
         assert not lone
 
 
+def test_live_rows_of_answers_only_when_every_id_is_a_live_row() -> None:
+    runtime = _runtime("cosine", "flat", n=20)
+    _kill(runtime, [5], seq=2)
+    table = runtime.table
+
+    def rows(ids: list[int]) -> list[int] | None:
+        return table.live_rows_of(np.asarray(ids, dtype=np.int64), ids)
+
+    assert rows([0, 3, 19]) == [0, 3, 19]
+    assert rows([4]) == [4]
+    assert rows([3, 5, 6]) is None  # killed
+    assert rows([3, 20]) is None  # past the last id
+    assert rows([-1, 3]) is None  # FAISS's padding
+    # an id between two rows: compaction has left a gap where 5 was
+    with runtime.table_lock.write():
+        table.compact()
+    assert rows([4, 6]) == [4, 5]
+    assert rows([5]) is None
+
+
 def test_a_batch_of_one_collection_with_nothing_indexed_scans_the_fresh_rows() -> None:
     runtime = _runtime("cosine", "hnsw", n=50)  # nothing moved into the index yet
     queries = np.random.default_rng(1).normal(size=(3, DIM)).astype(np.float32)
@@ -208,6 +228,52 @@ def test_a_search_with_no_other_request_beside_it_runs_at_once() -> None:
     assert at_once == [([1], True)]
     assert search.calls == [([1], True), ([2, 3, 4], True)]  # three tasks at once: a batch
     assert [r.total_count for r in results] == [1, 2, 3, 4]
+
+
+def test_a_finished_task_still_registered_does_not_make_a_lone_search_wait() -> None:
+    """``_alone`` reads the size of asyncio's task registry first, which also holds finished
+    tasks something still references; those are not requests, so it then counts the live
+    tasks, and the search runs at once (before the loop's next turn)."""
+    search = _Search()
+
+    async def finished() -> None:
+        return None
+
+    async def scenario() -> tuple[bool, bool]:
+        batcher = _batcher(search)
+        batcher.note_idle()
+        kept = [asyncio.create_task(finished()) for _ in range(3)]
+        await asyncio.gather(*kept)  # done, but referenced: still in the registry
+        registered = _registered_tasks()
+        assert registered is not None
+        assert registered > len(asyncio.all_tasks())
+        turned: list[bool] = []
+        asyncio.get_running_loop().call_soon(turned.append, True)
+        await batcher.run(_plans(1)[0])
+        at_once = not turned
+        other = asyncio.create_task(asyncio.sleep(0))  # a request that has not run yet
+        crowded = batcher._alone()
+        await other
+        return at_once, crowded
+
+    assert asyncio.run(scenario()) == (True, False)
+    assert search.calls == [([1], True)]
+
+
+def test_the_task_registry_counts_at_least_every_live_task() -> None:
+    async def scenario() -> tuple[int | None, int]:
+        blocker = asyncio.Event()
+        waiting = [asyncio.create_task(blocker.wait()) for _ in range(5)]
+        await asyncio.sleep(0)
+        counts = (_registered_tasks(), len(asyncio.all_tasks()))
+        blocker.set()
+        await asyncio.gather(*waiting)
+        return counts
+
+    registered, live = asyncio.run(scenario())
+    assert registered is not None  # this Python keeps a registry ``_alone`` can read
+    assert live == 6  # the five and the scenario itself
+    assert registered >= live
 
 
 def test_a_turn_takes_at_most_max_batch_and_the_rest_follow() -> None:

@@ -85,9 +85,30 @@ class SearchBatcher:
         """Whether this request is the only one the server has: no more tasks exist than the
         fewest a search has seen (uvicorn makes a task per request as soon as its headers
         arrive, before any of them runs, so requests that came in together are all counted).
-        Before ``note_idle`` (and until a search finds itself alone) the answer is no."""
-        tasks = len(asyncio.all_tasks())
+        Before ``note_idle`` (and until a search finds itself alone) the answer is no.
+
+        The size of asyncio's task registry answers first: it is never below the number of
+        live tasks (it also holds finished tasks not yet freed, and other loops' tasks), so
+        when it is small enough the request is alone. Only otherwise is ``all_tasks()``
+        counted, which walks the registry in Python (~3 µs warm, ~13 µs of a lone search
+        request in process)."""
+        tasks = _registered_tasks()
+        if tasks is None or tasks > self._fewest_tasks:
+            tasks = len(asyncio.all_tasks())
         if tasks <= self._fewest_tasks:
             self._fewest_tasks = tasks
             return True
         return False
+
+
+def _registered_tasks() -> int | None:
+    """The size of asyncio's registry of tasks, without walking it (None if this Python keeps
+    it elsewhere): ``_all_tasks`` up to 3.11, ``_scheduled_tasks`` and ``_eager_tasks`` in
+    3.12 and 3.13."""
+    registry = getattr(asyncio.tasks, "_all_tasks", None)
+    if registry is None:
+        registry = getattr(asyncio.tasks, "_scheduled_tasks", None)
+        if registry is None:
+            return None
+        return len(registry) + len(getattr(asyncio.tasks, "_eager_tasks", ()))
+    return len(registry)

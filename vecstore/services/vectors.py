@@ -36,6 +36,13 @@ def as_vector(
             )
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, rejected just below
             arr = np.asarray(values, dtype=np.float32)
+    # Two array calls instead of three for the usual vector: in float64 the sum of squares of
+    # float32 values neither overflows nor underflows, so it is finite and non-zero exactly
+    # when every value is finite and one is not zero. The checks below word the error.
+    wide = arr.astype(np.float64)
+    squares = float(np.dot(wide, wide))
+    if 0.0 < squares < math.inf:
+        return arr
     if not np.isfinite(arr).all():
         raise InvalidVector(f"'{field}' contains NaN or Infinity (or a value beyond float32)")
     if metric == "cosine" and not arr.any():

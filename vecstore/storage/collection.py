@@ -13,6 +13,7 @@ then index lock.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -77,8 +78,15 @@ class CollectionRuntime:
             return vectors
         # In float64: the norm of large float32 values overflows float32.
         wide = vectors.astype(np.float64)
-        norms = np.sqrt(np.einsum("...i,...i->...", wide, wide))[..., None]
-        out: FloatArray = (wide / np.maximum(norms, 1e-300)).astype(np.float32)
+        squares = np.einsum("...i,...i->...", wide, wide)
+        if squares.ndim == 1 and len(squares) == 1:
+            # One query (a search request): the same values with half the array calls, each
+            # of which costs microseconds on the request path. ``math.sqrt`` and ``np.sqrt``
+            # are both correctly rounded, and dividing by a scalar is the broadcast division.
+            wide /= max(math.sqrt(float(squares[0])), 1e-300)
+        else:
+            wide /= np.maximum(np.sqrt(squares), 1e-300)[..., None]
+        out: FloatArray = wide.astype(np.float32)
         return out
 
     def scores(self, vectors: FloatArray, query: FloatArray) -> np.ndarray:
@@ -247,21 +255,23 @@ class CollectionRuntime:
         its hits is not a live row. The same scores (the same gather in row order, the same
         ``scores`` call) and order, with the per-hit bookkeeping on Python lists: right after
         an HNSW search has swept the core's caches, each numpy call costs several
-        microseconds, a list operation on ten items a fraction of one. Caller holds both
-        locks."""
-        if -1 in positions.tolist():
-            return None
+        microseconds, a list operation on ten items a fraction of one. Sorts ``positions`` (the
+        query's own row of FAISS's answer) in place. Caller holds both locks."""
         # FAISS positions, internal ids and rows all grow together (ids are added in
         # increasing order, and rows are kept in id order): position order is row order.
-        in_order = np.sort(positions)
+        positions.sort()
+        if positions[0] < 0:  # FAISS pads a short answer with -1, which sorts first
+            return None
         index = self.index
-        ids = index.ids[in_order]
-        rows = self.table.live_rows_of(ids)
+        ids = index.ids[positions]
+        internal: list[int] = ids.tolist()
+        rows = self.table.live_rows_of(ids, internal)
         if rows is None:
             return None
-        scores = self.scores(index.stored_vectors()[in_order], q).tolist()
-        ranked = sorted(range(len(rows)), key=lambda i: (-scores[i], rows[i]))[:n]
-        internal = ids.tolist()
+        scores: list[float] = self.scores(index.stored_vectors()[positions], q).tolist()
+        # Best score first, ties in row order: a stable sort keeps equal keys in their (row)
+        # order even when reversed.
+        ranked = sorted(range(len(rows)), key=scores.__getitem__, reverse=True)[:n]
         return self._hits_of(
             [rows[i] for i in ranked], [scores[i] for i in ranked], [internal[i] for i in ranked]
         )

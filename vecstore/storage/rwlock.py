@@ -18,7 +18,11 @@ class WouldBlock(Exception):
 
 class RWLock:
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Readers take the mutex directly (a C-level ``with``); only waiting goes through the
+        # Condition built on it, whose Python-level enter and exit cost a search more than the
+        # lock itself.
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
@@ -29,7 +33,7 @@ class RWLock:
         return _ReadHold(self, blocking)
 
     def _acquire_read(self, blocking: bool) -> None:
-        with self._cond:
+        with self._mutex:
             while self._writer or self._writers_waiting:
                 if not blocking:
                     raise WouldBlock("a writer holds or awaits the lock")
@@ -37,9 +41,10 @@ class RWLock:
             self._readers += 1
 
     def _release_read(self) -> None:
-        with self._cond:
+        with self._mutex:
             self._readers -= 1
-            if self._readers == 0:
+            # Only a writer waits for the readers to leave (readers wait for writers).
+            if self._readers == 0 and self._writers_waiting:
                 self._cond.notify_all()
 
     @contextmanager
