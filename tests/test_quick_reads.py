@@ -64,15 +64,9 @@ def _exact_top(vectors: np.ndarray, query: np.ndarray, k: int) -> list[str]:
     return [f"r{i}" for i in np.argsort(-scores, kind="stable")[:k]]
 
 
-def test_read_lock_without_blocking_declines_while_a_writer_holds_or_waits() -> None:
-    lock = RWLock()
-    with lock.read(blocking=False):
-        pass
-    with lock.write(), pytest.raises(WouldBlock), lock.read(blocking=False):
-        pass
-    # A waiting writer also turns quick readers away (writer preference).
-    reader_in = threading.Event()
-    release = threading.Event()
+def _reader_holding(lock: RWLock) -> tuple[threading.Thread, threading.Event]:
+    """A thread that holds a read lock until the returned event is set."""
+    reader_in, release = threading.Event(), threading.Event()
 
     def hold_read() -> None:
         with lock.read():
@@ -82,6 +76,23 @@ def test_read_lock_without_blocking_declines_while_a_writer_holds_or_waits() -> 
     holder = threading.Thread(target=hold_read)
     holder.start()
     assert reader_in.wait(WAIT_S)
+    return holder, release
+
+
+def _until_a_writer_waits(lock: RWLock) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while lock._writers_waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_read_lock_without_blocking_declines_while_a_writer_holds_or_waits() -> None:
+    lock = RWLock()
+    with lock.read(blocking=False):
+        pass
+    with lock.write(), pytest.raises(WouldBlock), lock.read(blocking=False):
+        pass
+    # A waiting writer also turns quick readers away (writer preference).
+    holder, release = _reader_holding(lock)
 
     def write_once() -> None:
         with lock.write():
@@ -89,9 +100,7 @@ def test_read_lock_without_blocking_declines_while_a_writer_holds_or_waits() -> 
 
     writer = threading.Thread(target=write_once)
     writer.start()
-    deadline = time.monotonic() + WAIT_S
-    while lock._writers_waiting == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    _until_a_writer_waits(lock)
     with pytest.raises(WouldBlock), lock.read(blocking=False):
         pass
     release.set()
@@ -99,6 +108,51 @@ def test_read_lock_without_blocking_declines_while_a_writer_holds_or_waits() -> 
     writer.join(WAIT_S)
     with lock.read(blocking=False):  # free again once the writer is done
         pass
+
+
+def test_readers_queued_behind_a_writer_whose_wait_is_interrupted_get_the_lock() -> None:
+    """The last reader out wakes only waiting writers; a writer that stops waiting (its wait
+    raised) must wake the readers it held back itself (found in review of 963b379)."""
+
+    class Interrupted(Exception):
+        pass
+
+    lock = RWLock()
+    real_wait = lock._cond.wait
+
+    def wait(timeout: float | None = None) -> bool:
+        if threading.current_thread().name == "writer":
+            real_wait(0.2)  # really waits, then is interrupted
+            raise Interrupted
+        return real_wait(timeout)
+
+    lock._cond.wait = wait  # type: ignore[method-assign]
+    holder, first_go = _reader_holding(lock)
+    outcome: list[str] = []
+
+    def writer() -> None:
+        try:
+            with lock.write():
+                outcome.append("wrote")
+        except Interrupted:
+            outcome.append("interrupted")
+
+    writing = threading.Thread(target=writer, name="writer")
+    writing.start()
+    _until_a_writer_waits(lock)
+    second_in = threading.Event()
+
+    def second_reader() -> None:
+        with lock.read():  # queued: a writer waits
+            second_in.set()
+
+    queued = threading.Thread(target=second_reader, daemon=True)
+    queued.start()
+    writing.join(WAIT_S)
+    assert outcome == ["interrupted"]
+    first_go.set()
+    holder.join(WAIT_S)
+    assert second_in.wait(WAIT_S)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -16,7 +17,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from tests.conftest import ADMIN_KEY, flush_indexes
-from vecstore.api.search_batches import SearchBatcher, _registered_tasks
+from vecstore.api import search_batches
+from vecstore.api.search_batches import _RECOUNT_EVERY, SearchBatcher, _registered_tasks
 from vecstore.api.state import services_of
 from vecstore.domain import Hit, IndexParams
 from vecstore.services.search import SearchPlan, SearchResult, SearchService
@@ -153,12 +155,70 @@ def test_live_rows_of_answers_only_when_every_id_is_a_live_row() -> None:
     assert rows([4]) == [4]
     assert rows([3, 5, 6]) is None  # killed
     assert rows([3, 20]) is None  # past the last id
+    full = _runtime("cosine", "flat", n=1024).table  # every slot used: nothing past the end
+    assert full.size == len(full._ids)
+    assert full.live_rows_of(np.asarray([5, 1024], dtype=np.int64), [5, 1024]) is None
+    assert full.live_rows_of(np.asarray([1023], dtype=np.int64), [1023]) == [1023]
     assert rows([-1, 3]) is None  # FAISS's padding
     # an id between two rows: compaction has left a gap where 5 was
     with runtime.table_lock.write():
         table.compact()
     assert rows([4, 6]) == [4, 5]
     assert rows([5]) is None
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+def test_tied_scores_rank_in_row_order_alone_and_in_a_batch(metric: str, index_type: str) -> None:
+    """Many rows share each vector: the lone path's stable reverse sort breaks ties by row,
+    as the batch path's lexsort does."""
+    n = 240
+    distinct = np.random.default_rng(5).normal(size=(6, DIM)).astype(np.float32)
+    runtime = CollectionRuntime(1, "c", DIM, metric, IndexParams(type=index_type, m=8))
+    runtime.apply_write(
+        killed_ids=np.zeros(0, dtype=np.int64),
+        new_ids=np.arange(n, dtype=np.int64),
+        new_vectors=distinct[np.arange(n) % 6],
+        external_ids=[f"r{i}" for i in range(n)],
+        metadata_json=[b"{}"] * n,
+        seq=1,
+        now=0.0,
+    )
+    _index_all(runtime)
+    for query in np.random.default_rng(6).normal(size=(8, DIM)).astype(np.float32):
+        for k in (3, 10, 30):
+            [alone] = runtime.search_many(query[None], k, ef_search=256)
+            batched = runtime.search_many(np.stack([query, distinct[0]]), k, ef_search=256)[0]
+            assert _as_tuples(alone) == _as_tuples(batched)
+            for a, b in pairwise(alone):
+                assert a.score > b.score or (a.score == b.score and a.internal_id < b.internal_id)
+
+
+def test_nan_scores_leave_the_lone_path() -> None:
+    """Inner products of huge float32 values overflow to inf - inf = NaN. A sort by key would
+    leave NaN anywhere (lexsort puts it last), so the lone path declines such hits and the
+    general path ranks them (found in review of 963b379). FAISS itself drops NaN distances
+    from its answers, so the hits are handed to the lone path directly."""
+    n = 12
+    stored = np.random.default_rng(8).normal(size=(n, DIM)).astype(np.float32)
+    stored[[3, 7], :2] = [3e38, -3e38]
+    runtime = CollectionRuntime(1, "c", DIM, "ip", IndexParams(type="flat"))
+    runtime.apply_write(
+        killed_ids=np.zeros(0, dtype=np.int64),
+        new_ids=np.arange(n, dtype=np.int64),
+        new_vectors=stored,
+        external_ids=[f"r{i}" for i in range(n)],
+        metadata_json=[b"{}"] * n,
+        seq=1,
+        now=0.0,
+    )
+    _index_all(runtime)
+    query = np.ones(DIM, dtype=np.float32)
+    query[:2] = 3e38
+    with runtime.table_lock.read(), runtime.index_lock.read(), np.errstate(all="ignore"):
+        assert runtime._top_of_lone_hits(query, np.arange(n), n) is None
+        finite = np.asarray([0, 1, 2, 4, 5, 6, 8, 9, 10, 11])
+        assert runtime._top_of_lone_hits(query, finite, 10) is not None
 
 
 def test_a_batch_of_one_collection_with_nothing_indexed_scans_the_fresh_rows() -> None:
@@ -258,6 +318,53 @@ def test_a_finished_task_still_registered_does_not_make_a_lone_search_wait() -> 
 
     assert asyncio.run(scenario()) == (True, False)
     assert search.calls == [([1], True)]
+
+
+def test_a_stale_fewest_count_is_corrected_by_the_periodic_recount() -> None:
+    """A task that existed at ``note_idle`` ends but stays registered: the registry's size
+    then says "alone" even with another request pending, until the periodic recount lowers
+    the fewest to the live count (found in review of 963b379)."""
+    search = _Search()
+
+    async def finished() -> None:
+        return None
+
+    async def scenario() -> tuple[bool, bool]:
+        batcher = _batcher(search)
+        early = asyncio.create_task(finished())  # alive at note_idle
+        batcher.note_idle()
+        await early  # done, still referenced: registered, not live
+        for _ in range(_RECOUNT_EVERY):
+            assert batcher._alone()
+        other = asyncio.create_task(asyncio.sleep(0))  # a request that has not run yet
+        crowded = batcher._alone()
+        await other
+        lone_again = batcher._alone()
+        del early
+        return crowded, lone_again
+
+    assert asyncio.run(scenario()) == (False, True)
+
+
+def test_the_registry_is_not_read_where_it_does_not_hold_every_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From Python 3.14 native tasks are not in ``asyncio.tasks``' registry: the live count
+    is used instead."""
+    monkeypatch.setattr(search_batches.sys, "version_info", (3, 14, 0))
+    assert _registered_tasks() is None
+    search = _Search()
+
+    async def scenario() -> tuple[bool, bool]:
+        batcher = _batcher(search)
+        batcher.note_idle()
+        lone = batcher._alone()
+        other = asyncio.create_task(asyncio.sleep(0))
+        crowded = batcher._alone()
+        await other
+        return lone, crowded
+
+    assert asyncio.run(scenario()) == (True, False)
 
 
 def test_the_task_registry_counts_at_least_every_live_task() -> None:

@@ -269,6 +269,10 @@ class CollectionRuntime:
         if rows is None:
             return None
         scores: list[float] = self.scores(index.stored_vectors()[positions], q).tolist()
+        if any(map(math.isnan, scores)):
+            # Huge inner products overflow to inf - inf; lexsort puts NaN last, a sort by key
+            # would leave it anywhere. The general path ranks these as it ranks a batch.
+            return None
         # Best score first, ties in row order: a stable sort keeps equal keys in their (row)
         # order even when reversed.
         ranked = sorted(range(len(rows)), key=scores.__getitem__, reverse=True)[:n]

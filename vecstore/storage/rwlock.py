@@ -51,11 +51,17 @@ class RWLock:
     def write(self) -> Iterator[None]:
         with self._cond:
             self._writers_waiting += 1
+            acquired = False
             try:
                 while self._writer or self._readers:
                     self._cond.wait()
+                acquired = True
             finally:
                 self._writers_waiting -= 1
+                if not acquired:
+                    # The wait was interrupted: readers queued behind this writer may go now
+                    # (the last reader out wakes only waiting writers).
+                    self._cond.notify_all()
             self._writer = True
         try:
             yield
