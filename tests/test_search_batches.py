@@ -28,12 +28,17 @@ from vecstore.storage.rwlock import WouldBlock
 DIM = 8
 
 
-def _runtime(metric: str, index_type: str, n: int = 600) -> CollectionRuntime:
+def _runtime(
+    metric: str, index_type: str, n: int = 600, vectors: np.ndarray | None = None
+) -> CollectionRuntime:
+    """A collection of ``n`` rows r0, r1, …: ``vectors`` (``n`` of them) or ``_stored(n)``."""
+    if vectors is not None:
+        n = len(vectors)
     runtime = CollectionRuntime(1, "c", DIM, metric, IndexParams(type=index_type, m=8))
     runtime.apply_write(
         killed_ids=np.zeros(0, dtype=np.int64),
         new_ids=np.arange(n, dtype=np.int64),
-        new_vectors=_stored(n),
+        new_vectors=_stored(n) if vectors is None else vectors,
         external_ids=[f"r{i}" for i in range(n)],
         metadata_json=[b'{"i": %d}' % i for i in range(n)],
         seq=1,
@@ -174,16 +179,7 @@ def test_tied_scores_rank_in_row_order_alone_and_in_a_batch(metric: str, index_t
     as the batch path's lexsort does."""
     n = 240
     distinct = np.random.default_rng(5).normal(size=(6, DIM)).astype(np.float32)
-    runtime = CollectionRuntime(1, "c", DIM, metric, IndexParams(type=index_type, m=8))
-    runtime.apply_write(
-        killed_ids=np.zeros(0, dtype=np.int64),
-        new_ids=np.arange(n, dtype=np.int64),
-        new_vectors=distinct[np.arange(n) % 6],
-        external_ids=[f"r{i}" for i in range(n)],
-        metadata_json=[b"{}"] * n,
-        seq=1,
-        now=0.0,
-    )
+    runtime = _runtime(metric, index_type, vectors=distinct[np.arange(n) % 6])
     _index_all(runtime)
     for query in np.random.default_rng(6).normal(size=(8, DIM)).astype(np.float32):
         for k in (3, 10, 30):
@@ -202,16 +198,7 @@ def test_nan_scores_leave_the_lone_path() -> None:
     n = 12
     stored = np.random.default_rng(8).normal(size=(n, DIM)).astype(np.float32)
     stored[[3, 7], :2] = [3e38, -3e38]
-    runtime = CollectionRuntime(1, "c", DIM, "ip", IndexParams(type="flat"))
-    runtime.apply_write(
-        killed_ids=np.zeros(0, dtype=np.int64),
-        new_ids=np.arange(n, dtype=np.int64),
-        new_vectors=stored,
-        external_ids=[f"r{i}" for i in range(n)],
-        metadata_json=[b"{}"] * n,
-        seq=1,
-        now=0.0,
-    )
+    runtime = _runtime("ip", "flat", vectors=stored)
     _index_all(runtime)
     query = np.ones(DIM, dtype=np.float32)
     query[:2] = 3e38
@@ -290,19 +277,20 @@ def test_a_search_with_no_other_request_beside_it_runs_at_once() -> None:
     assert [r.total_count for r in results] == [1, 2, 3, 4]
 
 
+async def _finished() -> None:
+    return None
+
+
 def test_a_finished_task_still_registered_does_not_make_a_lone_search_wait() -> None:
     """``_alone`` reads the size of asyncio's task registry first, which also holds finished
     tasks something still references; those are not requests, so it then counts the live
     tasks, and the search runs at once (before the loop's next turn)."""
     search = _Search()
 
-    async def finished() -> None:
-        return None
-
     async def scenario() -> tuple[bool, bool]:
         batcher = _batcher(search)
         batcher.note_idle()
-        kept = [asyncio.create_task(finished()) for _ in range(3)]
+        kept = [asyncio.create_task(_finished()) for _ in range(3)]
         await asyncio.gather(*kept)  # done, but referenced: still in the registry
         registered = _registered_tasks()
         assert registered is not None
@@ -326,12 +314,9 @@ def test_a_stale_fewest_count_is_corrected_by_the_periodic_recount() -> None:
     the fewest to the live count (found in review of 963b379)."""
     search = _Search()
 
-    async def finished() -> None:
-        return None
-
     async def scenario() -> tuple[bool, bool]:
         batcher = _batcher(search)
-        early = asyncio.create_task(finished())  # alive at note_idle
+        early = asyncio.create_task(_finished())  # alive at note_idle
         batcher.note_idle()
         await early  # done, still referenced: registered, not live
         for _ in range(_RECOUNT_EVERY):

@@ -18,9 +18,9 @@ class WouldBlock(Exception):
 
 class RWLock:
     def __init__(self) -> None:
-        # Readers take the mutex directly (a C-level ``with``); only waiting goes through the
-        # Condition built on it, whose Python-level enter and exit cost a search more than the
-        # lock itself.
+        # Everyone takes the mutex directly (a C-level ``with``); only waiting and waking go
+        # through the Condition built on it, whose Python-level enter and exit cost a search
+        # more than the lock itself.
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         self._readers = 0
@@ -49,7 +49,7 @@ class RWLock:
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        with self._cond:
+        with self._mutex:
             self._writers_waiting += 1
             acquired = False
             try:
@@ -66,7 +66,7 @@ class RWLock:
         try:
             yield
         finally:
-            with self._cond:
+            with self._mutex:
                 self._writer = False
                 self._cond.notify_all()
 
