@@ -235,3 +235,34 @@ def test_one_query_enters_index_space_exactly_as_it_does_in_a_batch(
         assert alone.shape == (1, 5)
         assert np.array_equal(alone[0], together[i])
         assert np.array_equal(runtime.to_index_space(row), together[i])  # a 1-D vector
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+def test_scores_at_scores_stored_vectors_in_place(metric: str, index_type: str) -> None:
+    """``VectorIndex.scores_at`` (rerank's scoring, read where FAISS keeps the vectors) gives
+    the scores of the gathered rows, in the order of the positions asked for, repeats and
+    all; it refuses a position outside the index and a query of the wrong shape rather than
+    let FAISS read past its memory."""
+    rng = np.random.default_rng(5)
+    n, dim = 300, 24
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    if metric == "cosine":  # the index holds unit rows for cosine (index space)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(dim, metric, IndexParams(type=index_type, m=8, ef_construction=16))
+    index.add(np.arange(n, dtype=np.int64) * 3, vectors)
+    q = rng.normal(size=dim).astype(np.float32)
+    positions = rng.choice(n, size=120, replace=True)
+    got = index.scores_at(q, positions)
+    gathered = vectors[positions]
+    expected = (-np.linalg.norm(gathered - q, axis=1) if metric == "l2" else gathered @ q).astype(
+        np.float32
+    )
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert index.scores_at(q, np.zeros(0, dtype=np.int64)).shape == (0,)
+    for bad in ([n], [-1], [0, n + 7]):
+        with pytest.raises(IndexError):
+            index.scores_at(q, np.asarray(bad, dtype=np.int64))
+    with pytest.raises(ValueError, match="shape"):
+        index.scores_at(q[:-1], positions)

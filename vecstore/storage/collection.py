@@ -312,6 +312,18 @@ class CollectionRuntime:
         out[high] = table.vectors_of(rows[high])
         return out
 
+    def _scores_of(self, rows: np.ndarray, q: FloatArray) -> np.ndarray:
+        """``scores(_vectors_of(rows), q)`` for the exact scores of named records (rerank,
+        ``score_ids``): rows that live in the index alone, the usual case once indexed, are
+        scored where FAISS keeps them, without copying them out first. Search ranks its hits
+        with ``scores`` on gathered rows instead, so that all its paths score alike; the two
+        may differ in the last bits (summation order). Same locks as ``_vectors_of``."""
+        table = self.table
+        base = table.vector_base
+        if base and len(rows) and int(rows.max()) < base and self.index.holds_exact_vectors:
+            return self.index.scores_at(q, self.index.positions_of_indexed(table.ids[rows]))
+        return self.scores(self._vectors_of(rows), q)
+
     def _index_search(
         self, q: FloatArray, n: int, ef_search: int | None, allowed_rows: np.ndarray | None
     ) -> list[Hit]:
@@ -446,7 +458,7 @@ class CollectionRuntime:
                 return []
             if q is None:
                 return self._scored(rows, np.zeros(len(rows)))
-            return self._scored(rows, self.scores(self._vectors_of(rows), q))
+            return self._scored(rows, self._scores_of(rows, q))
 
     def count(self, node: Node | None) -> int:
         if node is None:
@@ -483,7 +495,7 @@ class CollectionRuntime:
             # scores go back to the candidates' order. Each row's score does not depend on the
             # order it is scored in.
             by_row = np.argsort(found)
-            scored = self.scores(self._vectors_of(found[by_row]), q)
+            scored = self._scores_of(found[by_row], q)
             scores = np.empty_like(scored)
             scores[by_row] = scored
             best = _ranked(scores, top_k, score_threshold)

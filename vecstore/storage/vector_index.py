@@ -136,6 +136,34 @@ class VectorIndex:
             self._stored = view
         return view
 
+    def scores_at(self, query: FloatArray, positions: np.ndarray) -> np.ndarray:
+        """Exact "higher is better" scores (float32) of the stored vectors at ``positions``
+        against an index-space ``query``, read where FAISS keeps them: the inner product, or
+        minus the L2 distance. Gathering 1,000 scattered rows into a new array first, as
+        ``stored_vectors()[positions] @ query`` does, writes and re-reads 1.5 MB at 384
+        dimensions and cost as much again as the scoring (``benchmarks/run_request_path.py``,
+        "rerank"). Same locking rule as ``stored_vectors``."""
+        stored = self.stored_vectors()
+        pos = np.ascontiguousarray(positions, dtype=np.int64)
+        out = np.empty(len(pos), dtype=np.float32)
+        if len(pos) == 0:
+            return out
+        # FAISS reads ``stored + position * dim`` unchecked.
+        if int(pos.min()) < 0 or int(pos.max()) >= len(stored):
+            raise IndexError("a position outside the index")
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        if q.shape != (self.dim,):
+            raise ValueError(f"a query of shape {q.shape} for dimension {self.dim}")
+        by_idx = (
+            faiss.fvec_L2sqr_by_idx if self.metric == "l2" else faiss.fvec_inner_products_by_idx
+        )
+        ptr = faiss.swig_ptr
+        by_idx(ptr(out), ptr(q), ptr(stored), ptr(pos), self.dim, 1, len(pos))
+        if self.metric == "l2":
+            np.sqrt(out, out=out)
+            np.negative(out, out=out)
+        return out
+
     # -- mutations --------------------------------------------------------------------------
     def train(self, sample: FloatArray) -> None:
         self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
