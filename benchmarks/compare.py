@@ -9,13 +9,17 @@ Each system in turn, in a fresh working directory: start, create a cosine collec
 M=32 / efConstruction=128 (vecstore's default), ingest, wait until indexed, sweep the
 search-time knob (single client, then 8 clients), filtered search at 1 % and 10 %, rerank of 100
 and 1,000 candidate ids, a restart; the peer's memory is sampled throughout. A peer that is not
-installed or does not start is skipped with its message. Results:
+installed or does not start is skipped with its message. Then the sweep and the rerank passes
+run ``--rounds`` times in all: the server systems stay up and are visited in turn, in
+alternating order; an embedded system repeats them in its own turn. Each pass reports its median
+round (``compare_rounds``). Results:
 ``benchmarks/results/compare-<date>-<dataset>.{json,md}`` and PNG plots.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -28,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import compare_rounds, machine, report_compare, suite
 from benchmarks import compare_workloads as cw
-from benchmarks import machine, report_compare, suite
 from benchmarks.groundtruth import exact_top_k
 from benchmarks.peers import PEERS, Peer, PeerUnavailable
 from benchmarks.peers.base import DEFAULT_KNOB, unit_rows
@@ -62,6 +66,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rerank-sizes", type=_ints, default=[100, 1000])
     p.add_argument("--rerank-queries", type=int, default=200)
     p.add_argument("--phase-budget", type=float, default=240.0, help="seconds per pass, at most")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="sweep and rerank passes per system; each pass reports its median round",
+    )
     p.add_argument("--wait-quiet", type=float, default=60.0, help="before each system (0: no)")
     p.add_argument(
         "--quiet-round-trip-us",
@@ -82,6 +92,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.rerank_queries = min(args.rerank_queries, 30)
         args.knobs = args.knobs or [16, 128]
         args.wait_quiet = 0.0
+        args.rounds = min(args.rounds, 2)
+    if args.rounds < 1:
+        p.error("--rounds must be 1 or more")
     unknown = sorted(set(args.systems) - set(SYSTEMS))
     if unknown:
         p.error(f"unknown systems {unknown}; known: {', '.join(SYSTEMS)}")
@@ -159,9 +172,63 @@ def make(name: str) -> Peer:
     return VecstorePeer() if name == "vecstore" else PEERS[name]()
 
 
-def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def _sweep(name: str, peer: Peer, work: cw.Work, args: argparse.Namespace, label: str) -> list[Any]:
+    rows = []
+    for row in cw.sweep(
+        peer,
+        work,
+        knobs=args.knobs or list(peer.knobs),
+        threads=args.threads,
+        per_thread=args.per_thread,
+        budget_s=args.phase_budget,
+    ):
+        rows.append(row)
+        conc = ", ".join(f"{c['threads']} clients {c['qps']:.0f} QPS" for c in row["concurrent"])
+        _say(
+            f"{name}{label}: {peer.knob_name}={row['knob']}: recall@10 "
+            f"{row['single']['recall@10']:.4f}, 1 client {row['single']['qps']:.0f} QPS "
+            f"(p50 {row['single']['latency']['p50_ms']:.2f} ms); {conc}"
+        )
+    return rows
+
+
+def _reranks(
+    name: str, peer: Peer, work: cw.Work, args: argparse.Namespace, label: str
+) -> list[Any]:
+    out = []
+    for size in args.rerank_sizes:
+        r = cw.rerank(
+            peer, work, candidates=size, queries=args.rerank_queries, budget_s=args.phase_budget
+        )
+        out.append(r)
+        _say(
+            f"{name}{label}: rerank {size} ids ({r['how']}): p50 {r['latency']['p50_ms']:.2f} ms,"
+            f" agreement {r['top10_agreement']:.3f}"
+        )
+    return out
+
+
+def another_round(
+    name: str, peer: Peer, work: cw.Work, args: argparse.Namespace, number: int
+) -> dict[str, Any]:
+    """Round ``number`` (from 2) of the passes that are repeated: the sweep and the reranks."""
+    label = f" (round {number})"
+    return {
+        "round_trip_us_before": machine.round_trip_us(),
+        "sweep": _sweep(name, peer, work, args, label),
+        "rerank": _reranks(name, peer, work, args, label),
+    }
+
+
+def run_system(
+    name: str, work: cw.Work, args: argparse.Namespace, workdir: Path, *, keep_server: bool = False
+) -> tuple[dict[str, Any], Peer | None]:
+    """The system's own turn, with its first round of the repeated passes. An embedded system
+    runs its other rounds here too; a server system with ``keep_server`` is left running (and
+    returned) for the rounds that visit every server in turn, and its caller stops it."""
     peer = make(name)
-    out: dict[str, Any] = {"system": name, "kind": peer.kind, "round_trips_us": {}}
+    out: dict[str, Any] = {"system": name, "kind": peer.kind, "round_trips_us": {}, "rounds": []}
+    kept = False
 
     def probe(phase: str) -> None:
         # The host's wake-up latency drifts within minutes: record it at each phase.
@@ -172,7 +239,7 @@ def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path
         peer.start(workdir)
     except PeerUnavailable as exc:
         _say(f"{name}: skipped — {exc}")
-        return {**out, "skipped": str(exc)}
+        return {**out, "skipped": str(exc)}, None
     try:
         embedded = peer.kind == "embedded"
         me = os.getpid()
@@ -195,26 +262,9 @@ def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path
             out["settle"] = cw.settle(pids, budget_s=args.phase_budget)
             mem.sample()
             out["memory_indexed"] = mem.figures()
-            knobs = args.knobs or list(peer.knobs)
             probe("before sweep")
-            out["sweep"] = []
-            for row in cw.sweep(
-                peer,
-                work,
-                knobs=knobs,
-                threads=args.threads,
-                per_thread=args.per_thread,
-                budget_s=args.phase_budget,
-            ):
-                out["sweep"].append(row)
-                conc = ", ".join(
-                    f"{c['threads']} clients {c['qps']:.0f} QPS" for c in row["concurrent"]
-                )
-                _say(
-                    f"{name}: {peer.knob_name}={row['knob']}: recall@10 "
-                    f"{row['single']['recall@10']:.4f}, 1 client {row['single']['qps']:.0f} QPS "
-                    f"(p50 {row['single']['latency']['p50_ms']:.2f} ms); {conc}"
-                )
+            first: dict[str, Any] = {"sweep": _sweep(name, peer, work, args, "")}
+            out["rounds"].append(first)
             probe("after sweep")
             out["filtered"] = cw.filtered(peer, work, knob=DEFAULT_KNOB, budget_s=args.phase_budget)
             for f in cw.FILTERS:
@@ -223,31 +273,41 @@ def run_system(name: str, work: cw.Work, args: argparse.Namespace, workdir: Path
                     f"{name}: filter {f}: recall@10 {r['recall@10']:.4f}, short "
                     f"{r['short_answers']}, p50 {r['latency']['p50_ms']:.2f} ms"
                 )
-            out["rerank"] = []
-            for size in args.rerank_sizes:
-                r = cw.rerank(
-                    peer,
-                    work,
-                    candidates=size,
-                    queries=args.rerank_queries,
-                    budget_s=args.phase_budget,
-                )
-                out["rerank"].append(r)
-                _say(
-                    f"{name}: rerank {size} ids ({r['how']}): p50 {r['latency']['p50_ms']:.2f} ms,"
-                    f" agreement {r['top10_agreement']:.3f}"
-                )
+            first["rerank"] = _reranks(name, peer, work, args, "")
             probe("after rerank")
+            if embedded or not keep_server:  # its other rounds follow at once
+                for number in range(2, args.rounds + 1):
+                    out["rounds"].append(another_round(name, peer, work, args, number))
             out["memory"] = mem.figures()
         out["restart"] = cw.restart(peer, work)
         _say(f"{name}: restart {out['restart']['seconds']:.2f} s")
+        kept = keep_server and not embedded
     except Exception as exc:  # one peer failing must not lose the others' figures
         _say(f"{name}: FAILED — {exc!r}")
         out["failed"] = f"{exc!r}\n{traceback.format_exc(limit=6)}"
     finally:
-        peer.stop()
+        if not kept:
+            peer.stop()
+    compare_rounds.combine(out)
     out["total_s"] = time.perf_counter() - started
-    return out
+    return out, (peer if kept else None)
+
+
+def _other_rounds(
+    kept: dict[str, Peer], results: dict[str, Any], work: cw.Work, args: argparse.Namespace
+) -> None:
+    """Rounds 2.. of the repeated passes, visiting every running server system in turn; a
+    system that fails leaves the rounds (its earlier rounds stand) and is stopped."""
+    for number in range(2, args.rounds + 1):
+        for name in compare_rounds.visiting_order(list(kept), number):
+            system = results["systems"][name]
+            try:
+                system["rounds"].append(another_round(name, kept[name], work, args, number))
+            except Exception as exc:
+                _say(f"{name}: round {number} FAILED — {exc!r}")
+                system["rounds_failed"] = f"round {number}: {exc!r}"
+                kept.pop(name).stop()
+            compare_rounds.combine(system)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -277,6 +337,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rerank_sizes": args.rerank_sizes,
             "rerank_queries": args.rerank_queries,
             "phase_budget_s": args.phase_budget,
+            "rounds": args.rounds,
             "ingest_batch": cw.INGEST_BATCH,
             "ingest_threads": cw.INGEST_THREADS,
             "k": cw.K,
@@ -286,14 +347,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "notes": [],
         "quiet_waits": [],
     }
-    for name in args.systems:  # a SIGTERM unwinds: each peer's finally stops its servers
-        if args.wait_quiet > 0:
-            seen = machine.wait_for_quiet(
-                args.wait_quiet, max_round_trip_us=args.quiet_round_trip_us or None
-            )
-            results["quiet_waits"].append({"before": name, **seen})
-        with tempfile.TemporaryDirectory(prefix=f"compare-{name}-") as tmp:
-            results["systems"][name] = run_system(name, work, args, Path(tmp))
+    # A SIGTERM unwinds: each system's own turn stops it unless it is kept, and the kept ones
+    # are stopped below before their working directories go.
+    with contextlib.ExitStack() as workdirs:
+        kept: dict[str, Peer] = {}
+        try:
+            for name in args.systems:
+                if args.wait_quiet > 0:
+                    seen = machine.wait_for_quiet(
+                        args.wait_quiet, max_round_trip_us=args.quiet_round_trip_us or None
+                    )
+                    results["quiet_waits"].append({"before": name, **seen})
+                tmp = workdirs.enter_context(tempfile.TemporaryDirectory(prefix=f"compare-{name}-"))
+                out, alive = run_system(name, work, args, Path(tmp), keep_server=args.rounds > 1)
+                results["systems"][name] = out
+                if alive is not None:
+                    kept[name] = alive
+            _other_rounds(kept, results, work, args)
+        finally:
+            for peer in kept.values():
+                peer.stop()
     results["notes"] += suite.closing_notes(
         results, counters, smoke=args.smoke, effect="figures are lower"
     )
