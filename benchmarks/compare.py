@@ -172,8 +172,11 @@ def make(name: str) -> Peer:
     return VecstorePeer() if name == "vecstore" else PEERS[name]()
 
 
-def _sweep(name: str, peer: Peer, work: cw.Work, args: argparse.Namespace, label: str) -> list[Any]:
-    rows = []
+def _sweep(
+    name: str, peer: Peer, work: cw.Work, args: argparse.Namespace, label: str, rows: list[Any]
+) -> None:
+    """The knob sweep, each setting's row appended to ``rows`` as it ends (a failure keeps
+    the settings it reached)."""
     for row in cw.sweep(
         peer,
         work,
@@ -189,13 +192,12 @@ def _sweep(name: str, peer: Peer, work: cw.Work, args: argparse.Namespace, label
             f"{row['single']['recall@10']:.4f}, 1 client {row['single']['qps']:.0f} QPS "
             f"(p50 {row['single']['latency']['p50_ms']:.2f} ms); {conc}"
         )
-    return rows
 
 
 def _reranks(
-    name: str, peer: Peer, work: cw.Work, args: argparse.Namespace, label: str
-) -> list[Any]:
-    out = []
+    name: str, peer: Peer, work: cw.Work, args: argparse.Namespace, label: str, out: list[Any]
+) -> None:
+    """The rerank passes, each appended to ``out`` as it ends."""
     for size in args.rerank_sizes:
         r = cw.rerank(
             peer, work, candidates=size, queries=args.rerank_queries, budget_s=args.phase_budget
@@ -205,19 +207,24 @@ def _reranks(
             f"{name}{label}: rerank {size} ids ({r['how']}): p50 {r['latency']['p50_ms']:.2f} ms,"
             f" agreement {r['top10_agreement']:.3f}"
         )
-    return out
 
 
 def another_round(
-    name: str, peer: Peer, work: cw.Work, args: argparse.Namespace, number: int
-) -> dict[str, Any]:
-    """Round ``number`` (from 2) of the passes that are repeated: the sweep and the reranks."""
+    name: str,
+    peer: Peer,
+    work: cw.Work,
+    args: argparse.Namespace,
+    number: int,
+    rounds: list[dict[str, Any]],
+) -> None:
+    """Round ``number`` (from 2) of the passes that are repeated, the sweep and the reranks,
+    appended to ``rounds`` as it starts (a failure keeps the passes it finished)."""
     label = f" (round {number})"
-    return {
-        "round_trip_us_before": machine.round_trip_us(),
-        "sweep": _sweep(name, peer, work, args, label),
-        "rerank": _reranks(name, peer, work, args, label),
-    }
+    this: dict[str, Any] = {"round_trip_us_before": machine.round_trip_us(), "sweep": []}
+    rounds.append(this)
+    _sweep(name, peer, work, args, label, this["sweep"])
+    this["rerank"] = []
+    _reranks(name, peer, work, args, label, this["rerank"])
 
 
 def run_system(
@@ -263,8 +270,9 @@ def run_system(
             mem.sample()
             out["memory_indexed"] = mem.figures()
             probe("before sweep")
-            first: dict[str, Any] = {"sweep": _sweep(name, peer, work, args, "")}
+            first: dict[str, Any] = {"sweep": []}
             out["rounds"].append(first)
+            _sweep(name, peer, work, args, "", first["sweep"])
             probe("after sweep")
             out["filtered"] = cw.filtered(peer, work, knob=DEFAULT_KNOB, budget_s=args.phase_budget)
             for f in cw.FILTERS:
@@ -273,11 +281,12 @@ def run_system(
                     f"{name}: filter {f}: recall@10 {r['recall@10']:.4f}, short "
                     f"{r['short_answers']}, p50 {r['latency']['p50_ms']:.2f} ms"
                 )
-            first["rerank"] = _reranks(name, peer, work, args, "")
+            first["rerank"] = []
+            _reranks(name, peer, work, args, "", first["rerank"])
             probe("after rerank")
             if embedded or not keep_server:  # its other rounds follow at once
                 for number in range(2, args.rounds + 1):
-                    out["rounds"].append(another_round(name, peer, work, args, number))
+                    another_round(name, peer, work, args, number, out["rounds"])
             out["memory"] = mem.figures()
         out["restart"] = cw.restart(peer, work)
         _say(f"{name}: restart {out['restart']['seconds']:.2f} s")
@@ -288,8 +297,7 @@ def run_system(
     finally:
         if not kept:
             peer.stop()
-    compare_rounds.combine(out)
-    out["total_s"] = time.perf_counter() - started
+    out["total_s"] = time.perf_counter() - started  # a kept server's later rounds add theirs
     return out, (peer if kept else None)
 
 
@@ -301,13 +309,25 @@ def _other_rounds(
     for number in range(2, args.rounds + 1):
         for name in compare_rounds.visiting_order(list(kept), number):
             system = results["systems"][name]
+            started = time.perf_counter()
             try:
-                system["rounds"].append(another_round(name, kept[name], work, args, number))
+                another_round(name, kept[name], work, args, number, system["rounds"])
             except Exception as exc:
                 _say(f"{name}: round {number} FAILED — {exc!r}")
                 system["rounds_failed"] = f"round {number}: {exc!r}"
-                kept.pop(name).stop()
-            compare_rounds.combine(system)
+                _stop_kept(name, kept)
+            system["total_s"] = system.get("total_s", 0.0) + time.perf_counter() - started
+
+
+def _stop_kept(name: str, kept: dict[str, Peer]) -> None:
+    """Stop a kept system, once; a stop that fails is reported and the others still stop."""
+    peer = kept.pop(name, None)
+    if peer is None:
+        return
+    try:
+        peer.stop()
+    except Exception as exc:
+        _say(f"{name}: stop FAILED — {exc!r}")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -347,26 +367,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "notes": [],
         "quiet_waits": [],
     }
-    # A SIGTERM unwinds: each system's own turn stops it unless it is kept, and the kept ones
-    # are stopped below before their working directories go.
+    # A SIGTERM unwinds: each system's own turn stops it unless it is kept; a kept one is
+    # stopped by the stack (each stop guarded) before its working directory goes.
     with contextlib.ExitStack() as workdirs:
         kept: dict[str, Peer] = {}
-        try:
-            for name in args.systems:
-                if args.wait_quiet > 0:
-                    seen = machine.wait_for_quiet(
-                        args.wait_quiet, max_round_trip_us=args.quiet_round_trip_us or None
-                    )
-                    results["quiet_waits"].append({"before": name, **seen})
-                tmp = workdirs.enter_context(tempfile.TemporaryDirectory(prefix=f"compare-{name}-"))
-                out, alive = run_system(name, work, args, Path(tmp), keep_server=args.rounds > 1)
-                results["systems"][name] = out
-                if alive is not None:
-                    kept[name] = alive
-            _other_rounds(kept, results, work, args)
-        finally:
-            for peer in kept.values():
-                peer.stop()
+        for name in args.systems:
+            if args.wait_quiet > 0:
+                seen = machine.wait_for_quiet(
+                    args.wait_quiet, max_round_trip_us=args.quiet_round_trip_us or None
+                )
+                results["quiet_waits"].append({"before": name, **seen})
+            tmp = workdirs.enter_context(tempfile.TemporaryDirectory(prefix=f"compare-{name}-"))
+            out, alive = run_system(name, work, args, Path(tmp), keep_server=args.rounds > 1)
+            results["systems"][name] = out
+            if alive is not None:
+                kept[name] = alive
+                workdirs.callback(_stop_kept, name, kept)
+        _other_rounds(kept, results, work, args)
+    for system in results["systems"].values():
+        compare_rounds.combine(system)
     results["notes"] += suite.closing_notes(
         results, counters, smoke=args.smoke, effect="figures are lower"
     )

@@ -159,8 +159,8 @@ def test_servers_stay_up_for_rounds_that_visit_them_in_turn(
         ("a", "sweep"),
         ("a", "sweep"),
         ("b", "sweep"),
+        ("b", "stop"),  # the last kept stops first, each before its working directory goes
         ("a", "stop"),
-        ("b", "stop"),
     ]
     assert results["config"]["rounds"] == 3
     for name in kinds:
@@ -199,12 +199,12 @@ def test_a_server_failing_in_a_later_round_keeps_its_earlier_rounds(
     calls = {"n": 0}
     original = compare.another_round
 
-    def flaky(name: str, peer: Peer, *args: Any) -> dict[str, Any]:
+    def flaky(name: str, peer: Peer, *args: Any) -> None:
         if name == "a":
             calls["n"] += 1
             if calls["n"] == 2:
                 raise RuntimeError("server went away")
-        return original(name, peer, *args)
+        original(name, peer, *args)
 
     monkeypatch.setattr(compare, "another_round", flaky)
     results, log = _run(monkeypatch, tmp_path, {"a": "server", "b": "server"}, ["--rounds=3"])
@@ -216,3 +216,43 @@ def test_a_server_failing_in_a_later_round_keeps_its_earlier_rounds(
     assert log.count(("b", "stop")) == 1
     assert len(results["systems"]["b"]["rounds"]) == 3
     assert "Rounds cut short: a: round 3" in report_compare.markdown(results)
+
+
+def test_a_stop_that_fails_does_not_leave_the_other_servers_running(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Regression (review): the kept servers were stopped in one loop, so a stop that raised
+    # left every server after it running while its working directory was deleted.
+    def failing_stop(self: Recorded) -> None:
+        self.log.append((self.name, "stop"))
+        if self.name == "a":
+            raise RuntimeError("would not stop")
+
+    monkeypatch.setattr(Recorded, "stop", failing_stop)
+    _, log = _run(monkeypatch, tmp_path, {"a": "server", "b": "server"}, ["--rounds=2"])
+    assert log.count(("a", "stop")) == 1
+    assert log.count(("b", "stop")) == 1
+
+
+def test_a_round_that_fails_midway_keeps_the_passes_it_finished(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Regression (review): a sweep collected its rows in a local list, so a failure in the
+    # middle lost the settings it had measured.
+    original = compare.cw.rerank
+    calls = {"n": 0}
+
+    def rerank_fails_in_round_2(peer: Peer, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls["n"] += 1  # one rerank size: one call per round
+        if calls["n"] == 2:
+            raise RuntimeError("rerank broke")
+        return original(peer, *args, **kwargs)
+
+    monkeypatch.setattr(compare.cw, "rerank", rerank_fails_in_round_2)
+    results, _ = _run(monkeypatch, tmp_path, {"a": "server"}, ["--rounds=2"])
+    a = results["systems"]["a"]
+    assert a["rounds_failed"] == "round 2: RuntimeError('rerank broke')"
+    assert [r["knob"] for r in a["rounds"][1]["sweep"]] == [1, 2]  # its sweep stands
+    assert a["rounds"][1]["rerank"] == []
+    assert len(a["sweep"][0]["single"]["rounds"]) == 2
+    assert len(a["rerank"][0]["rounds"]) == 1

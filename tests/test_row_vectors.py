@@ -266,3 +266,34 @@ def test_scores_at_scores_stored_vectors_in_place(metric: str, index_type: str) 
             index.scores_at(q, np.asarray(bad, dtype=np.int64))
     with pytest.raises(ValueError, match="shape"):
         index.scores_at(q[:-1], positions)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_scores_at_runs_on_one_openmp_thread_and_restores_the_count(
+    metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: FAISS's by-index scoring opened a parallel region for its single query,
+    waking the whole OpenMP team on every rerank for nothing. It now runs with this thread's
+    OpenMP count at 1, and leaves the count as it found it."""
+    from vecstore.storage import vector_index
+
+    faiss = vector_index.faiss
+    name = "fvec_L2sqr_by_idx" if metric == "l2" else "fvec_inner_products_by_idx"
+    original = getattr(faiss, name)
+    seen: list[int] = []
+
+    def recording(*args: object) -> object:
+        seen.append(faiss.omp_get_max_threads())
+        return original(*args)
+
+    monkeypatch.setattr(faiss, name, recording)
+    index = VectorIndex(4, metric, IndexParams(type="flat"))
+    index.add(np.arange(3, dtype=np.int64), np.eye(3, 4, dtype=np.float32))
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        index.scores_at(np.ones(4, dtype=np.float32), np.arange(3))
+        assert seen == [1]
+        assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)
