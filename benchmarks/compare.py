@@ -235,7 +235,7 @@ def run_system(
     returned) for the rounds that visit every server in turn, and its caller stops it."""
     peer = make(name)
     out: dict[str, Any] = {"system": name, "kind": peer.kind, "round_trips_us": {}, "rounds": []}
-    kept = False
+    keep_running = False
 
     def probe(phase: str) -> None:
         # The host's wake-up latency drifts within minutes: record it at each phase.
@@ -290,15 +290,15 @@ def run_system(
             out["memory"] = mem.figures()
         out["restart"] = cw.restart(peer, work)
         _say(f"{name}: restart {out['restart']['seconds']:.2f} s")
-        kept = keep_server and not embedded
+        keep_running = keep_server and not embedded
     except Exception as exc:  # one peer failing must not lose the others' figures
         _say(f"{name}: FAILED — {exc!r}")
         out["failed"] = f"{exc!r}\n{traceback.format_exc(limit=6)}"
     finally:
-        if not kept:
+        if not keep_running:
             peer.stop()
     out["total_s"] = time.perf_counter() - started  # a kept server's later rounds add theirs
-    return out, (peer if kept else None)
+    return out, (peer if keep_running else None)
 
 
 def _other_rounds(

@@ -27,25 +27,10 @@ def _ok(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def best_qps(system: dict[str, Any], threads: int, floor: float = RECALL_FLOOR) -> float:
-    """Highest QPS at ``threads`` clients among knob settings whose single-client recall@10
-    reaches ``floor`` (NaN when none does)."""
-    best = NAN
-    for row in system.get("sweep", []):
-        if row["single"]["recall@10"] < floor:
-            continue
-        if threads == 1:
-            qps = row["single"]["qps"]
-        else:
-            qps = next((c["qps"] for c in row["concurrent"] if c["threads"] == threads), NAN)
-        if not math.isnan(qps) and (math.isnan(best) or qps > best):
-            best = qps
-    return best
-
-
 def best_row(system: dict[str, Any], threads: int, floor: float = RECALL_FLOOR) -> Any:
-    """The sweep pass ``best_qps`` reads (None when no setting reaches ``floor``)."""
-    best, chosen = NAN, None
+    """The fastest pass at ``threads`` clients among knob settings whose single-client
+    recall@10 reaches ``floor``, with its ``knob`` (None when none does)."""
+    chosen = None
     for row in system.get("sweep", []):
         if row["single"]["recall@10"] < floor:
             continue
@@ -53,13 +38,28 @@ def best_row(system: dict[str, Any], threads: int, floor: float = RECALL_FLOOR) 
             p = row["single"]
         else:
             p = next((c for c in row["concurrent"] if c["threads"] == threads), None)
-        if p is not None and (math.isnan(best) or p["qps"] > best):
-            best, chosen = p["qps"], {**p, "knob": row["knob"]}
+        if (
+            p is not None
+            and not math.isnan(p["qps"])
+            and (chosen is None or p["qps"] > chosen["qps"])
+        ):
+            chosen = {**p, "knob": row["knob"]}
     return chosen
 
 
+def best_qps(system: dict[str, Any], threads: int, floor: float = RECALL_FLOOR) -> float:
+    """``best_row``'s QPS (NaN when no setting reaches ``floor``)."""
+    row = best_row(system, threads, floor)
+    return NAN if row is None else float(row["qps"])
+
+
+def rerank_pass(system: dict[str, Any], candidates: int) -> Any:
+    """The rerank pass of ``candidates`` ids (None if it did not run)."""
+    return next((r for r in system.get("rerank", []) if r["candidates"] == candidates), None)
+
+
 def rerank_p50(system: dict[str, Any], candidates: int) -> float:
-    r = next((r for r in system.get("rerank", []) if r["candidates"] == candidates), None)
+    r = rerank_pass(system, candidates)
     return float(r["latency"]["p50_ms"]) if r else NAN
 
 
@@ -327,7 +327,7 @@ def markdown(results: dict[str, Any]) -> str:
     for name, s in ok.items():
         cells = []
         for n in sizes:
-            r = next((r for r in s["rerank"] if r["candidates"] == n), None)
+            r = rerank_pass(s, n)
             cells += [_f(r["latency"]["p50_ms"]), _f(r["latency"]["p99_ms"])] if r else ["—", "—"]
         how = s["rerank"][0]["how"] if s["rerank"] else "—"
         out.append(f"| {name} | {how} | " + " | ".join(cells) + " |")
@@ -397,7 +397,7 @@ def rounds_lines(results: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for name, s in ok.items():
-        r = next((r for r in s.get("rerank", []) if r["candidates"] == largest), None)
+        r = rerank_pass(s, largest)
         out.append(
             f"| {name} | {by_round(best_row(s, 1), 0)} | {by_round(best_row(s, many), 0)} "
             f"| {by_round(r, 2)} |"

@@ -297,3 +297,38 @@ def test_scores_at_runs_on_one_openmp_thread_and_restores_the_count(
         assert faiss.omp_get_max_threads() == 2
     finally:
         faiss.omp_set_num_threads(before)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_rerank_scores_indexed_candidates_in_place_and_the_rest_gathered(
+    metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Candidates that all live in the index alone are scored by ``scores_at`` (no gather);
+    a set with a fresh row among them is gathered and scored as before. Both give the scores
+    of the stored vectors."""
+    from tests.test_search_batches import _index_all, _runtime, _stored
+
+    runtime = _runtime(metric, "hnsw", n=600)
+    _index_all(runtime, keep_fresh=100)
+    fresh_start = runtime.table.first_row_after(runtime.index.watermark)
+    assert runtime.table.vector_base == fresh_start == 500
+    calls: list[int] = []
+    scores_at = runtime.index.scores_at
+
+    def spying(q: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        calls.append(len(positions))
+        return scores_at(q, positions)
+
+    monkeypatch.setattr(runtime.index, "scores_at", spying)
+    query = np.random.default_rng(4).normal(size=runtime.dim).astype(np.float32)
+    q = runtime.to_index_space(query)
+    expected = runtime.scores(runtime.to_index_space(_stored(600)), q)
+    for rows, in_place in (([3, 250, 499, 17], True), ([3, 250, 550], False)):
+        hits, missing = runtime.rerank(query, [f"r{i}" for i in rows])
+        assert missing == []
+        assert calls == ([len(rows)] if in_place else [])
+        got = {h.external_id: h.score for h in hits}
+        np.testing.assert_allclose(
+            [got[f"r{i}"] for i in rows], expected[rows], rtol=1e-5, atol=1e-5
+        )
+        calls.clear()

@@ -294,15 +294,14 @@ class CollectionRuntime:
         """Copies of the vectors of live ``rows``, from the table or, below its vector base,
         from the index (caller holds the table lock and, see ``_reading_vectors``, the index
         lock)."""
+        positions = self._indexed_positions(rows)
+        if positions is not None:  # the usual case once indexed: one gather, no merge
+            found: FloatArray = self.index.stored_vectors()[positions]
+            return found
         table = self.table
         base = table.vector_base
         if base == 0 or len(rows) == 0 or int(rows.min()) >= base:
             return table.vectors_of(rows)
-        if int(rows.max()) < base:  # the usual case once indexed: one gather, no merge
-            found: FloatArray = self.index.stored_vectors()[
-                self.index.positions_of_indexed(table.ids[rows])
-            ]
-            return found
         low = np.flatnonzero(rows < base)
         high = np.flatnonzero(rows >= base)
         out: FloatArray = np.empty((len(rows), self.dim), dtype=np.float32)
@@ -312,16 +311,23 @@ class CollectionRuntime:
         out[high] = table.vectors_of(rows[high])
         return out
 
+    def _indexed_positions(self, rows: np.ndarray) -> np.ndarray | None:
+        """The FAISS positions of ``rows`` when every one lives in the index alone (below the
+        table's vector base), else None (caller holds the locks ``_vectors_of`` needs)."""
+        base = self.table.vector_base
+        if base == 0 or len(rows) == 0 or int(rows.max()) >= base:
+            return None
+        return self.index.positions_of_indexed(self.table.ids[rows])
+
     def _scores_of(self, rows: np.ndarray, q: FloatArray) -> np.ndarray:
         """``scores(_vectors_of(rows), q)`` for the exact scores of named records (rerank,
         ``score_ids``): rows that live in the index alone, the usual case once indexed, are
         scored where FAISS keeps them, without copying them out first. Search ranks its hits
         with ``scores`` on gathered rows instead, so that all its paths score alike; the two
         may differ in the last bits (summation order). Same locks as ``_vectors_of``."""
-        table = self.table
-        base = table.vector_base
-        if base and len(rows) and int(rows.max()) < base and self.index.holds_exact_vectors:
-            return self.index.scores_at(q, self.index.positions_of_indexed(table.ids[rows]))
+        positions = self._indexed_positions(rows)
+        if positions is not None:
+            return self.index.scores_at(q, positions)
         return self.scores(self._vectors_of(rows), q)
 
     def _index_search(
